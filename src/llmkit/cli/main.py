@@ -1,0 +1,30 @@
+"""The `llmkit` command: each verb maps to one function of one module (see litgpt's __main__)."""
+
+from __future__ import annotations
+
+import typer
+
+from llmkit.cli import chat, generate, hub
+from llmkit.cli.console import exit_with_error
+from llmkit.errors import LLMKitError
+
+app = typer.Typer(
+    name="llmkit",
+    help="Download, chat with, fine-tune, export and serve open LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("download")(hub.download)
+app.command("models")(hub.models)
+app.command("estimate")(hub.estimate)
+app.command("chat")(chat.chat)
+app.command("generate")(generate.generate)
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI, turning user errors into one red line and exit 2."""
+    try:
+        app()
+    except LLMKitError as error:
+        exit_with_error(error)

@@ -1,0 +1,1 @@
+"""The inference core: sampling parameters, logits processors, the batched decode loop."""

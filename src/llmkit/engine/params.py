@@ -1,0 +1,101 @@
+"""Per-request sampling parameters, named as in transformers' `GenerationConfig`.
+
+Every request carries its own `SamplingParams`, so one batch can mix greedy, sampled and
+penalised requests. Validation happens here, once, with messages that name the parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from llmkit.errors import InvalidRequestError
+
+
+class SamplingParams(BaseModel):
+    """How to decode one request: strategy, logits processors and stopping rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(256, ge=1, description="Most tokens to generate.")
+    min_new_tokens: int = Field(0, ge=0, description="EOS and stop tokens are masked until this many.")
+    do_sample: bool = Field(False, description="Sample from the distribution instead of taking the argmax.")
+    temperature: float = Field(1.0, ge=0.0, description="Divide logits by this; 0 means greedy.")
+    top_k: int = Field(0, ge=0, description="Keep the k most likely tokens; 0 disables.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Keep the smallest set with this much probability.")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="Drop tokens below min_p times the top probability.")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="HF semantics: divide positive logits of seen tokens.")
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="OpenAI semantics, over generated tokens.")
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="OpenAI semantics, over generated tokens.")
+    no_repeat_ngram_size: int = Field(0, ge=0, description="Forbid repeating any n-gram of this size; 0 disables.")
+    num_beams: int = Field(1, ge=1, description="Beam width; 1 means no beam search.")
+    length_penalty: float = Field(1.0, description="Beam score = sum logprob / length ** length_penalty.")
+    early_stopping: bool | Literal["never"] = Field(False, description="Beam stopping rule, as in transformers.")
+    num_return_sequences: int = Field(1, ge=1, description="Sequences returned per prompt.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings; the stop string is not returned.")
+    stop_token_ids: list[int] = Field(default_factory=list, description="Extra token ids that end generation.")
+    ignore_eos: bool = Field(False, description="Keep generating past the model's EOS token.")
+    seed: int | None = Field(None, description="Seed of this request's own random generator.")
+    logprobs: int | None = Field(None, ge=0, le=20, description="Return the chosen token's logprob and this many alternatives.")
+    skip_special_tokens: bool = Field(True, description="Drop special tokens from the returned text.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_list(cls, value: str | list[str] | None) -> list[str]:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_not_empty(cls, value: list[str]) -> list[str]:
+        if any(s == "" for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SamplingParams:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens ({self.min_new_tokens}) exceeds max_new_tokens ({self.max_new_tokens})")
+        if self.num_beams > 1:
+            if self.sampling:
+                raise ValueError("beam search is deterministic: use num_beams=1 with do_sample=True, or do_sample=False")
+            if self.num_return_sequences > self.num_beams:
+                raise ValueError(
+                    f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})"
+                )
+        elif self.num_return_sequences > 1 and not self.sampling:
+            raise ValueError("greedy decoding returns one sequence: set do_sample=True or num_beams>1")
+        return self
+
+    @property
+    def sampling(self) -> bool:
+        """True when tokens are drawn at random (do_sample with a non-zero temperature)."""
+        return self.do_sample and self.temperature > 0.0
+
+    @property
+    def beam_search(self) -> bool:
+        return self.num_beams > 1
+
+    @classmethod
+    def create(cls, **kwargs: object) -> SamplingParams:
+        """Build and validate, turning pydantic's errors into one `InvalidRequestError`."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:
+            raise InvalidRequestError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the parameter, e.g. `top_p: must be <= 1 (got 1.5)`."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "request"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown parameter")
+            continue
+        message = err["msg"].removeprefix("Value error, ")
+        got = f" (got {err['input']!r})" if where != "request" else ""
+        lines.append(f"{where}: {message}{got}")
+    return "invalid sampling parameters: " + "; ".join(lines)

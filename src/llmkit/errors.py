@@ -1,0 +1,35 @@
+"""Errors a user can cause. Each message says what went wrong and what to do about it.
+
+The CLI turns any `LLMKitError` into one red line and exit code 2; the server (a later layer) turns
+it into OpenAI's error body with the `status_code` below.
+"""
+
+
+class LLMKitError(Exception):
+    """Base class for every error a user can fix by changing their input or set-up."""
+
+    status_code = 400
+
+
+class ModelNotFoundError(LLMKitError):
+    """A model name, path or hub id that resolves to nothing."""
+
+    status_code = 404
+
+
+class OfflineError(LLMKitError):
+    """A download was needed but the hub (or its mirror) cannot be reached."""
+
+    status_code = 503
+
+
+class ConversionError(LLMKitError):
+    """A GGUF file (or another source) could not be turned into a loadable model directory."""
+
+
+class ChatTemplateError(LLMKitError):
+    """A chat request to a model whose tokenizer has no chat template."""
+
+
+class InvalidRequestError(LLMKitError):
+    """A generation request that cannot run: bad parameters, empty or over-long prompt."""

