@@ -1,0 +1,258 @@
+"""The engine: continuous batching of many requests, each with its own sampling parameters.
+
+`add_request` queues a prompt; each `step` admits waiting requests that fit (prefill), runs one
+batched decode for every running row, picks each row's next token with that row's processors, and
+returns the outputs that changed. Requests may join or leave (finish, `abort`) between any two steps.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence as Seq
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from llmkit.engine.model_runner import ModelRunner
+from llmkit.engine.outputs import RequestOutput, TokenLogprob
+from llmkit.engine.params import SamplingParams
+from llmkit.engine.processors import TokenHistory, build_processors
+from llmkit.engine.sampling import make_generator, select_tokens, token_logprobs
+from llmkit.engine.sequence import Request, Sequence
+from llmkit.errors import InvalidRequestError
+
+
+class Engine:
+    """Batched decoding over a transformers causal LM with a per-row KV cache."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        max_batch_size: int = 8,
+        max_seq_len: int = 2048,
+        prefill_token_budget: int = 2048,
+    ) -> None:
+        context = getattr(model.config.get_text_config(), "max_position_embeddings", None) or max_seq_len
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.max_seq_len = min(max_seq_len, context)
+        self.prefill_token_budget = prefill_token_budget
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self.eos_ids = frozenset(_eos_token_ids(model, tokenizer))
+        self.runner = ModelRunner(model, num_slots=max_batch_size, max_len=self.max_seq_len)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.rows: list[Sequence] = []
+        self._ids = itertools.count()
+
+    # ---- requests in and out -------------------------------------------------------------------
+
+    def add_request(
+        self, prompt_token_ids: Seq[int], params: SamplingParams, request_id: str | None = None
+    ) -> str:
+        """Queue a prompt; returns its request id. Raises `InvalidRequestError` for input that cannot run."""
+        prompt = self._check_prompt(prompt_token_ids)
+        rows = params.num_beams if params.beam_search else params.num_return_sequences
+        if rows > self.max_batch_size:
+            raise InvalidRequestError(
+                f"this request needs {rows} sequences at once but max_batch_size is {self.max_batch_size}"
+            )
+        request_id = request_id or f"req-{next(self._ids)}"
+        if any(r.request_id == request_id for r in itertools.chain(self.waiting, self.running)):
+            raise InvalidRequestError(f"request id {request_id!r} is already in use")
+        generator = make_generator(params.seed, self.runner.device) if params.seed is not None else None
+        self.waiting.append(Request.create(request_id, prompt, params, self.tokenizer, self.eos_ids, generator))
+        return request_id
+
+    def abort(self, request_id: str) -> None:
+        """Stop a request now (e.g. its client went away); its rows are freed at the next step."""
+        for request in itertools.chain(self.waiting, self.running):
+            if request.request_id == request_id:
+                request.aborted = True
+                for seq in request.sequences:
+                    seq.finish_reason = seq.finish_reason or "abort"
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def step(self) -> list[RequestOutput]:
+        """Admit what fits, decode one token for every running row, return the changed requests."""
+        outputs = [r.output() for r in self._take_aborted_waiting()]
+        decoding = self.rows[:]
+        logits = self._admit()
+        if decoding:
+            step_logits = self.runner.decode(
+                torch.tensor([seq.tokens[-1] for seq in decoding], device=self.runner.device),
+                torch.tensor([len(seq.tokens) - 1 for seq in decoding], device=self.runner.device),
+            )
+            logits.update({id(seq): step_logits[i] for i, seq in enumerate(decoding)})
+        self._advance_sampled([r for r in self.running if r.beam is None], logits)
+        for request in self.running:
+            if request.beam is not None and not request.finished:
+                self._advance_beams(request, torch.stack([logits[id(seq)] for seq in request.sequences]))
+        outputs += [r.output() for r in self.running]
+        self._release_finished()
+        return outputs
+
+    def generate(
+        self, prompts: Iterable[Seq[int]], params: SamplingParams | Seq[SamplingParams]
+    ) -> list[RequestOutput]:
+        """Run prompts to completion (one batch, continuous scheduling); results in prompt order."""
+        prompts = list(prompts)
+        per_prompt = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+        if len(per_prompt) != len(prompts):
+            raise InvalidRequestError(f"got {len(prompts)} prompts but {len(per_prompt)} parameter sets")
+        ids = [self.add_request(p, sp) for p, sp in zip(prompts, per_prompt)]
+        final = {}
+        while self.has_unfinished():
+            for out in self.step():
+                if out.finished:
+                    final[out.request_id] = out
+        return [final[i] for i in ids]
+
+    def stream(self, prompt_token_ids: Seq[int], params: SamplingParams) -> Iterator[RequestOutput]:
+        """Yield one request's outputs as they grow; closing the iterator aborts the request."""
+        request_id = self.add_request(prompt_token_ids, params)
+        try:
+            while True:
+                for out in self.step():
+                    if out.request_id == request_id:
+                        yield out
+                        if out.finished:
+                            return
+        finally:
+            self.abort(request_id)
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _check_prompt(self, prompt_token_ids: Seq[int]) -> list[int]:
+        prompt = [int(t) for t in prompt_token_ids]
+        if not prompt:
+            raise InvalidRequestError("the prompt is empty: give at least one token")
+        if len(prompt) >= self.max_seq_len:
+            raise InvalidRequestError(
+                f"the prompt has {len(prompt)} tokens but the context holds {self.max_seq_len}: "
+                "shorten it or raise max_seq_len"
+            )
+        bad = [t for t in prompt if not 0 <= t < self.vocab_size]
+        if bad:
+            raise InvalidRequestError(f"token ids outside the vocabulary (0..{self.vocab_size - 1}): {bad[:5]}")
+        return prompt
+
+    def _take_aborted_waiting(self) -> list[Request]:
+        aborted = [r for r in self.waiting if r.aborted]
+        self.waiting = deque(r for r in self.waiting if not r.aborted)
+        return aborted
+
+    def _admit(self) -> dict[int, torch.Tensor]:
+        """Prefill waiting requests while rows and the token budget allow; returns their first logits."""
+        logits: dict[int, torch.Tensor] = {}
+        budget = self.prefill_token_budget
+        while self.waiting:
+            request = self.waiting[0]
+            free = self.max_batch_size - len(self.rows)
+            if len(request.sequences) > free or (logits and len(request.prompt_ids) > budget):
+                break
+            self.waiting.popleft()
+            budget -= len(request.prompt_ids)
+            first, *forks = request.sequences
+            first.row = len(self.rows)
+            self.rows.append(first)
+            prompt_logits = self.runner.prefill(request.prompt_ids, first.row)
+            for seq in forks:
+                seq.row = len(self.rows)
+                self.rows.append(seq)
+            if forks:
+                self.runner.cache.copy_rows([first.row] * len(forks), [s.row for s in forks], len(request.prompt_ids))
+            for seq in request.sequences:
+                logits[id(seq)] = prompt_logits
+            self.running.append(request)
+        return logits
+
+    def _advance_sampled(self, requests: list[Request], logits: dict[int, torch.Tensor]) -> None:
+        """Pick the next token of every live non-beam row in one pass, each row with its own parameters."""
+        live = [(r, seq) for r in requests for seq in r.sequences if seq.finish_reason is None]
+        if not live:
+            return
+        seqs = [seq for _, seq in live]
+        params = [r.params for r, _ in live]
+        raw = torch.stack([logits[id(seq)] for seq in seqs])
+        processed = raw
+        processors = build_processors(params, sorted(self.eos_ids))
+        if processors:
+            history = self._history(seqs)
+            for processor in processors:
+                processed = processor(processed, history)
+        chosen = select_tokens(processed, params, [r.generator for r, _ in live])
+        wants_logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]
+        if wants_logprobs:
+            self._record_logprobs([seqs[i] for i in wants_logprobs], raw[wants_logprobs], chosen[wants_logprobs])
+        for (request, seq), token in zip(live, chosen.tolist()):
+            request.append_token(seq, token, self.max_seq_len)
+
+    def _advance_beams(self, request: Request, raw: torch.Tensor) -> None:
+        """One beam-search step for `request`: score, reorder the cache rows, extend the beams."""
+        beam, seqs = request.beam, request.sequences
+        log_probs = torch.log_softmax(raw, dim=-1)
+        processors = build_processors([request.params] * len(seqs), sorted(self.eos_ids), warpers=False)
+        if processors:
+            history = self._history(seqs)
+            for processor in processors:
+                log_probs = processor(log_probs, history)
+        sources, _ = beam.step(log_probs)
+        rows = [seq.row for seq in seqs]
+        self.runner.cache.copy_rows([rows[s] for s in sources], rows, len(seqs[0].tokens))
+        for seq, running in zip(seqs, beam.running):
+            seq.tokens = request.prompt_ids + running
+        if len(seqs[0].tokens) >= self.max_seq_len:
+            beam.done = True
+        if beam.done:
+            for seq in seqs:
+                seq.finish_reason = "stop"
+
+    def _history(self, seqs: list[Sequence]) -> TokenHistory:
+        longest = max(len(seq.tokens) for seq in seqs)
+        ids = torch.full((len(seqs), longest), -1, dtype=torch.long)
+        for i, seq in enumerate(seqs):
+            ids[i, : len(seq.tokens)] = torch.tensor(seq.tokens)
+        return TokenHistory(
+            ids=ids,
+            lengths=torch.tensor([len(seq.tokens) for seq in seqs]),
+            prompt_lengths=torch.tensor([seq.prompt_len for seq in seqs]),
+        )
+
+    def _record_logprobs(self, seqs: list[Sequence], raw: torch.Tensor, chosen: torch.Tensor) -> None:
+        """Log-probabilities under the model itself (before penalties and warpers), as OpenAI reports them."""
+        top_n = max(seq.logprobs_top for seq in seqs)
+        chosen_lp, top_lp, top_ids = token_logprobs(torch.log_softmax(raw, dim=-1), chosen, top_n)
+        for i, seq in enumerate(seqs):
+            top = dict(zip(top_ids[i, : seq.logprobs_top].tolist(), top_lp[i, : seq.logprobs_top].tolist()))
+            seq.logprobs.append(TokenLogprob(int(chosen[i]), float(chosen_lp[i]), top))
+
+    def _release_finished(self) -> None:
+        """Drop finished requests and compact the surviving rows to the front of the cache."""
+        self.running = [r for r in self.running if not r.finished]
+        survivors = [seq for r in self.running for seq in r.sequences if seq.finish_reason is None]
+        moves = [(seq.row, new_row) for new_row, seq in enumerate(survivors) if seq.row != new_row]
+        if moves:
+            longest = max(len(seq.tokens) for seq in survivors)
+            self.runner.cache.copy_rows([src for src, _ in moves], [dst for _, dst in moves], longest)
+        for new_row, seq in enumerate(survivors):
+            seq.row = new_row
+        self.rows = survivors
+
+
+def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """EOS ids from the generation config (may be several), falling back to the tokenizer's."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [eos] if isinstance(eos, int) else list(eos)

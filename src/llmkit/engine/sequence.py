@@ -1,0 +1,126 @@
+"""The engine's bookkeeping for one request and each of its sequences (one KV-cache row apiece)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from llmkit.engine.beam import BeamSearch
+from llmkit.engine.detokenize import IncrementalDetokenizer
+from llmkit.engine.outputs import CompletionOutput, FinishReason, RequestOutput, TokenLogprob
+from llmkit.engine.params import SamplingParams
+from llmkit.engine.stop_strings import StopStrings
+
+
+@dataclass
+class Sequence:
+    """One row of the batch: its token ids, its text so far and why it ended."""
+
+    index: int
+    tokens: list[int]
+    prompt_len: int
+    detokenizer: IncrementalDetokenizer
+    row: int = -1
+    text: str = ""
+    emitted: int = 0
+    finish_reason: FinishReason | None = None
+    logprobs: list[TokenLogprob] | None = None
+    logprobs_top: int = 0
+
+    @property
+    def generated(self) -> list[int]:
+        return self.tokens[self.prompt_len :]
+
+    @property
+    def num_generated(self) -> int:
+        return len(self.tokens) - self.prompt_len
+
+    def take_delta(self, stops: StopStrings) -> str:
+        """Text that became final since the last call; holds back what may still turn into a stop string."""
+        end = len(self.text) if self.finish_reason else len(self.text) - stops.holdback(self.text)
+        delta = self.text[self.emitted : end] if end > self.emitted else ""
+        self.emitted = max(self.emitted, end)
+        return delta
+
+
+@dataclass
+class Request:
+    """A prompt with its parameters, the sequences decoding it, and (for beam search) the beam state."""
+
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    sequences: list[Sequence]
+    stop_strings: StopStrings
+    stop_ids: frozenset[int]
+    generator: torch.Generator | None = None
+    beam: BeamSearch | None = None
+    aborted: bool = False
+
+    @classmethod
+    def create(
+        cls,
+        request_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        tokenizer: PreTrainedTokenizerBase,
+        eos_ids: frozenset[int],
+        generator: torch.Generator | None,
+    ) -> Request:
+        rows = params.num_beams if params.beam_search else params.num_return_sequences
+        stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos else eos_ids)
+        sequences = [
+            Sequence(
+                index=i,
+                tokens=list(prompt_ids),
+                prompt_len=len(prompt_ids),
+                detokenizer=IncrementalDetokenizer(
+                    tokenizer, skip_special_tokens=params.skip_special_tokens, prompt_ids=prompt_ids
+                ),
+                logprobs=[] if params.logprobs is not None else None,
+                logprobs_top=params.logprobs or 0,
+            )
+            for i in range(rows)
+        ]
+        beam = BeamSearch(params, prompt_len=len(prompt_ids), stop_ids=stop_ids) if params.beam_search else None
+        return cls(request_id, prompt_ids, params, sequences, StopStrings(params.stop), stop_ids, generator, beam)
+
+    @property
+    def finished(self) -> bool:
+        return all(seq.finish_reason for seq in self.sequences)
+
+    def append_token(self, seq: Sequence, token: int, max_len: int) -> None:
+        """Add a sampled token to `seq`: update its text and decide whether it has finished."""
+        seq.tokens.append(token)
+        if token in self.stop_ids:
+            seq.finish_reason = "stop"
+            return
+        delta = seq.detokenizer.push(token)
+        seq.text += delta
+        stop_at = self.stop_strings.find(seq.text, len(seq.text) - len(delta))
+        if stop_at is not None:
+            seq.text = seq.text[:stop_at]
+            seq.finish_reason = "stop"
+        elif seq.num_generated >= self.params.max_new_tokens or len(seq.tokens) >= max_len:
+            seq.finish_reason = "length"
+
+    def output(self) -> RequestOutput:
+        """Snapshot for the caller; consumes each sequence's pending text delta."""
+        if self.beam is not None:
+            return self.beam.output(self)
+        outputs = []
+        for seq in self.sequences:
+            delta = seq.take_delta(self.stop_strings)
+            outputs.append(
+                CompletionOutput(
+                    index=seq.index,
+                    text=seq.text[: seq.emitted],
+                    token_ids=list(seq.generated),
+                    finish_reason=seq.finish_reason,
+                    logprobs=seq.logprobs,
+                    delta=delta,
+                )
+            )
+        return RequestOutput(self.request_id, self.prompt_ids, outputs, self.finished)
