@@ -1,0 +1,148 @@
+"""The Llama-style Python API: `LLM.build(...)`, then `text_completion`, `chat_completion`, `generate`.
+
+Modelled on Meta's llama3 reference (`Llama.build`, `text_completion`, `chat_completion`) so its users
+feel at home; `generate` takes transformers' sampling names and returns the engine's outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+import torch
+
+from llmkit.engine.engine import Engine
+from llmkit.engine.outputs import CompletionOutput, RequestOutput
+from llmkit.engine.params import SamplingParams
+from llmkit.models import load, render_chat
+
+Message = dict[str, str]
+Dialog = list[Message]
+
+
+class CompletionPrediction(TypedDict, total=False):
+    generation: str
+    tokens: list[str]
+    logprobs: list[float]
+
+
+class ChatPrediction(TypedDict, total=False):
+    generation: Message
+    tokens: list[str]
+    logprobs: list[float]
+
+
+class LLM:
+    """A loaded model with its engine; every call batches its prompts through the engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.model = engine.model
+        self.tokenizer = engine.tokenizer
+
+    @classmethod
+    def build(
+        cls,
+        model: str = "default",
+        max_seq_len: int = 2048,
+        max_batch_size: int = 8,
+        dtype: str = "auto",
+        seed: int | None = None,
+        *,
+        device: str = "auto",
+        adapter: str | Path | None = None,
+        chat_template: str | Path | None = None,
+    ) -> LLM:
+        """Resolve and load `model` (a name, path or hub id) and start an engine for it."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        loaded = load(model, dtype=dtype, device=device, adapter=adapter, chat_template=chat_template)
+        engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
+        return cls(engine)
+
+    def text_completion(
+        self,
+        prompts: list[str],
+        temperature: float = 0.6,
+        top_p: float = 0.9,
+        max_gen_len: int | None = None,
+        logprobs: bool = False,
+        echo: bool = False,
+    ) -> list[CompletionPrediction]:
+        """Continue each prompt; with `echo` the prompt (and its token logprobs) lead the result."""
+        prompt_ids = [self.tokenizer.encode(p) for p in prompts]
+        results = self.generate(prompt_ids, **self._llama_sampling(temperature, top_p, max_gen_len, logprobs))
+        predictions = []
+        for ids, result in zip(prompt_ids, results):
+            out = result.outputs[0]
+            token_ids, token_logprobs = out.token_ids, _chosen_logprobs(out)
+            if echo:
+                token_ids = ids + token_ids
+                token_logprobs = self.prompt_logprobs(ids) + token_logprobs
+            prediction: CompletionPrediction = {
+                "generation": self.tokenizer.decode(ids, skip_special_tokens=True) + out.text if echo else out.text
+            }
+            if logprobs:
+                prediction["tokens"] = [self.tokenizer.decode([t]) for t in token_ids]
+                prediction["logprobs"] = token_logprobs
+            predictions.append(prediction)
+        return predictions
+
+    def chat_completion(
+        self,
+        dialogs: list[Dialog],
+        temperature: float = 0.6,
+        top_p: float = 0.9,
+        max_gen_len: int | None = None,
+        logprobs: bool = False,
+    ) -> list[ChatPrediction]:
+        """Answer each dialog (system / user / assistant turns) as the assistant."""
+        prompt_ids = [render_chat(self.tokenizer, dialog) for dialog in dialogs]
+        results = self.generate(prompt_ids, **self._llama_sampling(temperature, top_p, max_gen_len, logprobs))
+        predictions = []
+        for result in results:
+            out = result.outputs[0]
+            prediction: ChatPrediction = {"generation": {"role": "assistant", "content": out.text}}
+            if logprobs:
+                prediction["tokens"] = [self.tokenizer.decode([t]) for t in out.token_ids]
+                prediction["logprobs"] = _chosen_logprobs(out)
+            predictions.append(prediction)
+        return predictions
+
+    def generate(self, prompt_token_ids: Sequence[Sequence[int]], **sampling: Any) -> list[RequestOutput]:
+        """Generate for token-id prompts with transformers' sampling names; one result per prompt."""
+        params = SamplingParams.create(**sampling)
+        return self.engine.generate(prompt_token_ids, params)
+
+    def stream_chat(self, dialog: Dialog, **sampling: Any) -> Iterator[str]:
+        """Yield the assistant's answer to `dialog` as text deltas while it is generated."""
+        params = SamplingParams.create(**sampling)
+        for output in self.engine.stream(render_chat(self.tokenizer, dialog), params):
+            delta = output.outputs[0].delta
+            if delta:
+                yield delta
+
+    @torch.inference_mode()
+    def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
+        """Log-probability of each prompt token given the ones before it (the first gets 0.0)."""
+        ids = torch.tensor([token_ids], device=self.engine.runner.device)
+        logits = self.model(input_ids=ids).logits[0, :-1].float()
+        chosen = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
+        return [0.0] + chosen.tolist()
+
+    def _llama_sampling(
+        self, temperature: float, top_p: float, max_gen_len: int | None, logprobs: bool
+    ) -> dict[str, Any]:
+        """Translate the llama3 reference's arguments (temperature 0 = greedy) into engine parameters."""
+        return {
+            "do_sample": temperature > 0,
+            "temperature": temperature if temperature > 0 else 1.0,
+            "top_p": top_p,
+            "max_new_tokens": max_gen_len or self.engine.max_seq_len - 1,
+            "logprobs": 0 if logprobs else None,
+        }
+
+
+def _chosen_logprobs(out: CompletionOutput) -> list[float]:
+    return [lp.logprob for lp in out.logprobs] if out.logprobs else []
