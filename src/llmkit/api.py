@@ -15,6 +15,7 @@ import torch
 from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
+from llmkit.hub import ProgressCallback
 from llmkit.models import load, render_chat
 
 Message = dict[str, str]
@@ -53,11 +54,14 @@ class LLM:
         device: str = "auto",
         adapter: str | Path | None = None,
         chat_template: str | Path | None = None,
+        progress: ProgressCallback | None = None,
     ) -> LLM:
         """Resolve and load `model` (a name, path or hub id) and start an engine for it."""
         if seed is not None:
             torch.manual_seed(seed)
-        loaded = load(model, dtype=dtype, device=device, adapter=adapter, chat_template=chat_template)
+        loaded = load(
+            model, dtype=dtype, device=device, adapter=adapter, chat_template=chat_template, progress=progress
+        )
         engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
         return cls(engine)
 

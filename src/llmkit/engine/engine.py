@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from llmkit.engine.model_runner import ModelRunner
 from llmkit.engine.outputs import RequestOutput, TokenLogprob
 from llmkit.engine.params import SamplingParams
-from llmkit.engine.processors import TokenHistory, build_processors
+from llmkit.engine.processors import TokenHistory, apply_processors, build_processors
 from llmkit.engine.sampling import make_generator, select_tokens, token_logprobs
 from llmkit.engine.sequence import Request, Sequence
 from llmkit.errors import InvalidRequestError
@@ -183,12 +183,7 @@ class Engine:
         seqs = [seq for _, seq in live]
         params = [r.params for r, _ in live]
         raw = torch.stack([logits[id(seq)] for seq in seqs])
-        processed = raw
-        processors = build_processors(params, sorted(self.eos_ids))
-        if processors:
-            history = self._history(seqs)
-            for processor in processors:
-                processed = processor(processed, history)
+        processed = self._process(seqs, params, raw, warpers=True)
         chosen = select_tokens(processed, params, [r.generator for r, _ in live])
         wants_logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]
         if wants_logprobs:
@@ -199,12 +194,8 @@ class Engine:
     def _advance_beams(self, request: Request, raw: torch.Tensor) -> None:
         """One beam-search step for `request`: score, reorder the cache rows, extend the beams."""
         beam, seqs = request.beam, request.sequences
-        log_probs = torch.log_softmax(raw, dim=-1)
-        processors = build_processors([request.params] * len(seqs), sorted(self.eos_ids), warpers=False)
-        if processors:
-            history = self._history(seqs)
-            for processor in processors:
-                log_probs = processor(log_probs, history)
+        # As in transformers, beam scores are processed log-probabilities, not processed logits.
+        log_probs = self._process(seqs, [request.params] * len(seqs), torch.log_softmax(raw, dim=-1), warpers=False)
         sources, _ = beam.step(log_probs)
         rows = [seq.row for seq in seqs]
         self.runner.cache.copy_rows([rows[s] for s in sources], rows, len(seqs[0].tokens))
@@ -216,16 +207,17 @@ class Engine:
             for seq in seqs:
                 seq.finish_reason = "stop"
 
-    def _history(self, seqs: list[Sequence]) -> TokenHistory:
-        longest = max(len(seq.tokens) for seq in seqs)
-        ids = torch.full((len(seqs), longest), -1, dtype=torch.long)
-        for i, seq in enumerate(seqs):
-            ids[i, : len(seq.tokens)] = torch.tensor(seq.tokens)
-        return TokenHistory(
-            ids=ids,
-            lengths=torch.tensor([len(seq.tokens) for seq in seqs]),
-            prompt_lengths=torch.tensor([seq.prompt_len for seq in seqs]),
+    def _process(
+        self, seqs: list[Sequence], params: list[SamplingParams], logits: torch.Tensor, *, warpers: bool
+    ) -> torch.Tensor:
+        """Apply the logits processors these rows' parameters call for (none: logits unchanged)."""
+        processors = build_processors(params, sorted(self.eos_ids), warpers=warpers, device=logits.device)
+        if not processors:
+            return logits
+        history = TokenHistory.from_rows(
+            [seq.tokens for seq in seqs], [seq.prompt_len for seq in seqs], device=logits.device
         )
+        return apply_processors(processors, logits, history)
 
     def _record_logprobs(self, seqs: list[Sequence], raw: torch.Tensor, chosen: torch.Tensor) -> None:
         """Log-probabilities under the model itself (before penalties and warpers), as OpenAI reports them."""

@@ -105,6 +105,7 @@ class Request:
             seq.finish_reason = "stop"
         elif seq.num_generated >= self.params.max_new_tokens or len(seq.tokens) >= max_len:
             seq.finish_reason = "length"
+            seq.text += seq.detokenizer.flush()
 
     def output(self) -> RequestOutput:
         """Snapshot for the caller; consumes each sequence's pending text delta."""

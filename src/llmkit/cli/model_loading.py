@@ -1,0 +1,27 @@
+"""Build an `LLM` for a CLI command, with conversion progress on stderr and library chatter silenced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import transformers
+
+from llmkit.api import LLM
+from llmkit.cli.console import err_console
+from llmkit.cli.hub import conversion_progress
+
+
+def build_llm(options: dict[str, Any]) -> LLM:
+    """Load the model named by the `MODEL_OPTIONS` values and start its engine."""
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    with err_console.status(f"loading {options['model']}…"), conversion_progress() as progress:
+        return LLM.build(
+            options["model"],
+            max_seq_len=options["max_seq_len"],
+            dtype=options["dtype"],
+            device=options["device"],
+            adapter=options["adapter"],
+            chat_template=options["chat_template"],
+            progress=progress,
+        )

