@@ -152,27 +152,32 @@ class Engine:
 
     def _admit(self) -> dict[int, torch.Tensor]:
         """Prefill waiting requests while rows and the token budget allow; returns their first logits."""
-        logits: dict[int, torch.Tensor] = {}
+        admitted: list[Request] = []
+        free = self.max_batch_size - len(self.rows)
         budget = self.prefill_token_budget
         while self.waiting:
             request = self.waiting[0]
-            free = self.max_batch_size - len(self.rows)
-            if len(request.sequences) > free or (logits and len(request.prompt_ids) > budget):
+            if len(request.sequences) > free or (admitted and len(request.prompt_ids) > budget):
                 break
-            self.waiting.popleft()
+            admitted.append(self.waiting.popleft())
+            free -= len(request.sequences)
             budget -= len(request.prompt_ids)
-            first, *forks = request.sequences
-            first.row = len(self.rows)
-            self.rows.append(first)
-            prompt_logits = self.runner.prefill(request.prompt_ids, first.row)
-            for seq in forks:
+        if not admitted:
+            return {}
+        for request in admitted:
+            for seq in request.sequences:
                 seq.row = len(self.rows)
                 self.rows.append(seq)
+        prompt_logits = self.runner.prefill(
+            [r.prompt_ids for r in admitted], [r.sequences[0].row for r in admitted]
+        )
+        logits = {}
+        for request, request_logits in zip(admitted, prompt_logits):
+            first, *forks = request.sequences
             if forks:
                 self.runner.cache.copy_rows([first.row] * len(forks), [s.row for s in forks], len(request.prompt_ids))
-            for seq in request.sequences:
-                logits[id(seq)] = prompt_logits
-            self.running.append(request)
+            logits.update({id(seq): request_logits for seq in request.sequences})
+        self.running.extend(admitted)
         return logits
 
     def _advance_sampled(self, requests: list[Request], logits: dict[int, torch.Tensor]) -> None:

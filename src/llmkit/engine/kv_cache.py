@@ -51,16 +51,17 @@ class SlotKVCache:
             new[:, :, :, : old.shape[3]] = old
             setattr(self, name, new)
 
-    def write_prefix(self, row: int, prefix: Cache, length: int) -> None:
-        """Copy a prefilled `DynamicCache` (one sequence of `length` tokens) into `row`.
+    def write_prefix(self, row: int, prefix: Cache, length: int, batch_index: int = 0) -> None:
+        """Copy one sequence of `length` tokens from a prefilled, left-padded `DynamicCache` into `row`.
 
-        Sliding-window layers keep only their last tokens; those land at the end of [0, length).
+        The sequence is the last `length` positions of its batch row; sliding-window layers keep only
+        their last tokens, which land at the end of [0, length).
         """
         self.reserve(length)
         for layer_idx, layer in enumerate(prefix.layers):
-            n = layer.keys.shape[2]
-            self.keys[layer_idx, row, :, length - n : length] = layer.keys[0]
-            self.values[layer_idx, row, :, length - n : length] = layer.values[0]
+            n = min(layer.keys.shape[2], length)
+            self.keys[layer_idx, row, :, length - n : length] = layer.keys[batch_index, :, -n:]
+            self.values[layer_idx, row, :, length - n : length] = layer.values[batch_index, :, -n:]
 
     def copy_rows(self, src: list[int], dst: list[int], length: int) -> None:
         """Overwrite the first `length` positions of rows `dst` with rows `src` (beams, forks, compaction)."""

@@ -1,4 +1,4 @@
-"""Runs the transformers model forward for the engine: one prefill per new sequence, one batched decode.
+"""Runs the transformers model forward for the engine: batched prefill of new prompts, batched decode.
 
 Prefill uses transformers' own `DynamicCache` (so prompt processing is exactly what `model.generate`
 does) and then copies the result into the engine's `SlotKVCache` row. Decode feeds one token per row,
@@ -41,13 +41,30 @@ class ModelRunner:
         )
 
     @torch.inference_mode()
-    def prefill(self, prompt_ids: list[int], row: int) -> torch.Tensor:
-        """Process a whole prompt into `row` of the cache; returns the logits for the next token, [V]."""
-        input_ids = torch.tensor([prompt_ids], device=self.device)
+    def prefill(self, prompts: list[list[int]], rows: list[int]) -> torch.Tensor:
+        """Process whole prompts into cache `rows`, in one left-padded forward; returns next-token logits [N, V].
+
+        A single prompt runs unpadded, exactly as `model.generate` runs it.
+        """
+        longest = max(len(p) for p in prompts)
+        input_ids = torch.zeros((len(prompts), longest), dtype=torch.long, device=self.device)
+        attention = torch.zeros_like(input_ids)
+        for i, prompt in enumerate(prompts):
+            input_ids[i, longest - len(prompt) :] = torch.tensor(prompt, device=self.device)
+            attention[i, longest - len(prompt) :] = 1
+        padded = len(prompts) > 1 and not bool(attention.all())
         prefix = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=input_ids, past_key_values=prefix, use_cache=True, logits_to_keep=1)
-        self.cache.write_prefix(row, prefix, len(prompt_ids))
-        return out.logits[0, -1].float()
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention if padded else None,
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0) if padded else None,
+            past_key_values=prefix,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        for i, (prompt, row) in enumerate(zip(prompts, rows)):
+            self.cache.write_prefix(row, prefix, len(prompt), batch_index=i)
+        return out.logits[:, -1].float()
 
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

