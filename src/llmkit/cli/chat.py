@@ -39,7 +39,7 @@ def chat(
             if line.strip():
                 dialog = _start(system) + [{"role": "user", "content": line.strip()}]
                 answer = "".join(llm.stream_chat(dialog, **sampling_kwargs))
-                console.print(answer.strip().replace("\n", " "), markup=False)
+                console.print(answer.strip().replace("\n", " "), markup=False, soft_wrap=True)
 
 
 def _repl(llm: LLM, system: str | None, sampling_kwargs: dict[str, Any]) -> None:
@@ -65,7 +65,9 @@ def _repl(llm: LLM, system: str | None, sampling_kwargs: dict[str, Any]) -> None
                 dialog = _start(system)
                 err_console.print(f"[dim]system prompt {'set' if system else 'removed'}; conversation cleared[/]")
             elif command == "/params":
-                err_console.print(SamplingParams.create(**sampling_kwargs).model_dump(exclude_defaults=True))
+                params = SamplingParams.create(**sampling_kwargs)
+                decoding = "sampling" if params.sampling else "beam search" if params.beam_search else "greedy"
+                err_console.print(decoding, params.model_dump(exclude_defaults=True))
             else:
                 err_console.print(f"[yellow]unknown command {command}[/]; {HELP}")
             continue

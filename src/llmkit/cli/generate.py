@@ -30,7 +30,7 @@ def generate(
 ) -> None:
     """Generate a continuation of PROMPT (or a chat answer with --chat) and print it."""
     if prompt is None or prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = sys.stdin.read().removesuffix("\n")  # the newline `echo` adds is not part of the prompt
     if not prompt.strip():
         raise InvalidRequestError("the prompt is empty: pass it as an argument or on stdin")
     params = SamplingParams.create(**to_sampling_kwargs(sampling), logprobs=logprobs)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from llmkit import hub as hub_lib
-from llmkit.cli.console import console
+from llmkit.cli.console import console, err_console
 
 
 def download(
@@ -77,7 +77,9 @@ def estimate(
 @contextmanager
 def conversion_progress() -> Iterator[hub_lib.ProgressCallback]:
     """A rich progress bar fed by the hub's (step, done, total) callback; shown only once a step is reported."""
-    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console)
+    bar = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console
+    )
     task = None
 
     def update(step: str, done: int, total: int) -> None:
@@ -90,7 +92,8 @@ def conversion_progress() -> Iterator[hub_lib.ProgressCallback]:
     try:
         yield update
     finally:
-        bar.stop()
+        if task is not None:
+            bar.stop()
 
 
 def human_bytes(size: int | None) -> str:

@@ -16,6 +16,8 @@ import typer
 
 OptionGroup = dict[str, tuple[Any, Any]]
 
+DEFAULT_TEMPERATURE = 0.2  # low: small models wander at higher temperatures
+
 MODEL_OPTIONS: OptionGroup = {
     "model": (str, typer.Option("default", "--model", "-m", help="Model name, local path, .gguf file or hub id.")),
     "dtype": (str, typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16.")),
@@ -30,7 +32,10 @@ MODEL_OPTIONS: OptionGroup = {
 
 SAMPLING_OPTIONS: OptionGroup = {
     "max_new_tokens": (int, typer.Option(512, "--max-new-tokens", "-n", help="Most tokens to generate.")),
-    "temperature": (float, typer.Option(0.2, "--temperature", "-t", help="0 means greedy decoding.")),
+    "temperature": (
+        Optional[float],
+        typer.Option(None, "--temperature", "-t", help="0 means greedy decoding [default: 0.2; off with beams]."),
+    ),
     "top_p": (float, typer.Option(0.9, "--top-p", help="Nucleus sampling probability mass.")),
     "top_k": (int, typer.Option(0, "--top-k", help="Keep the k most likely tokens (0: off).")),
     "min_p": (float, typer.Option(0.0, "--min-p", help="Drop tokens below min_p x the top probability.")),
@@ -69,8 +74,9 @@ def add_options(group: OptionGroup, *, into: str) -> Callable[[Callable[..., Any
 def to_sampling_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """CLI sampling flags -> `SamplingParams` keywords (temperature 0 means greedy)."""
     kwargs = {name: value for name, value in options.items() if value is not None}
-    temperature = kwargs.pop("temperature")
-    kwargs["do_sample"] = temperature != 0 and kwargs.get("num_beams", 1) == 1
-    if kwargs["do_sample"]:
-        kwargs["temperature"] = temperature  # a negative value is rejected, with its name, by SamplingParams
+    beams = kwargs.get("num_beams", 1) > 1
+    temperature = kwargs.pop("temperature", 0.0 if beams else DEFAULT_TEMPERATURE)
+    if temperature != 0:
+        # A negative value, or sampling together with beams, is rejected with its name by SamplingParams.
+        kwargs.update(do_sample=True, temperature=temperature)
     return kwargs

@@ -109,10 +109,10 @@ class Request:
 
     def output(self) -> RequestOutput:
         """Snapshot for the caller; consumes each sequence's pending text delta."""
-        if self.beam is not None:
+        if self.beam is not None and not self.aborted:
             return self.beam.output(self)
         outputs = []
-        for seq in self.sequences:
+        for seq in self.sequences[: self.params.num_return_sequences if self.beam else None]:
             delta = seq.take_delta(self.stop_strings)
             outputs.append(
                 CompletionOutput(
