@@ -5,6 +5,7 @@ import torch
 
 from llmkit.errors import InvalidRequestError, ModelNotFoundError
 from llmkit.models import load, pick_dtype
+from llmkit.models.loading import cpu_has_native_bf16
 
 
 def test_default_model_loads_in_eval_mode_with_a_pad_token(smollm):
@@ -23,8 +24,9 @@ def test_default_model_warm_load_is_fast(smollm):
     assert model.dtype == torch.bfloat16
 
 
-def test_auto_dtype_is_float32_on_cpu():
-    assert pick_dtype("auto", torch.device("cpu")) == torch.float32
+def test_auto_dtype_on_cpu_is_bf16_only_with_native_support():
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert pick_dtype("auto", torch.device("cpu")) == expected
     assert pick_dtype("fp16", torch.device("cpu")) == torch.float16
 
 
@@ -41,7 +43,7 @@ def test_lora_adapter_is_applied(smollm, tmp_path):
     peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
     peft_model.save_pretrained(tmp_path / "adapter")
 
-    model, tokenizer = load("default", device="cpu", adapter=tmp_path / "adapter")
+    model, tokenizer = load("default", dtype="float32", device="cpu", adapter=tmp_path / "adapter")
     ids = tokenizer("Hello, how are you today?", return_tensors="pt").input_ids
     with torch.no_grad():
         assert not torch.allclose(model(ids).logits, smollm.model(ids).logits)

@@ -55,12 +55,7 @@ class Engine:
         self, prompt_token_ids: Seq[int], params: SamplingParams, request_id: str | None = None
     ) -> str:
         """Queue a prompt; returns its request id. Raises `InvalidRequestError` for input that cannot run."""
-        prompt = self._check_prompt(prompt_token_ids)
-        rows = params.num_beams if params.beam_search else params.num_return_sequences
-        if rows > self.max_batch_size:
-            raise InvalidRequestError(
-                f"this request needs {rows} sequences at once but max_batch_size is {self.max_batch_size}"
-            )
+        prompt = self._check_request(prompt_token_ids, params)
         request_id = request_id or f"req-{next(self._ids)}"
         if any(r.request_id == request_id for r in itertools.chain(self.waiting, self.running)):
             raise InvalidRequestError(f"request id {request_id!r} is already in use")
@@ -103,11 +98,16 @@ class Engine:
     def generate(
         self, prompts: Iterable[Seq[int]], params: SamplingParams | Seq[SamplingParams]
     ) -> list[RequestOutput]:
-        """Run prompts to completion (one batch, continuous scheduling); results in prompt order."""
+        """Run prompts to completion (one batch, continuous scheduling); results in prompt order.
+
+        This drives the engine itself: use it when nothing else is feeding the same engine.
+        """
         prompts = list(prompts)
         per_prompt = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
         if len(per_prompt) != len(prompts):
             raise InvalidRequestError(f"got {len(prompts)} prompts but {len(per_prompt)} parameter sets")
+        for prompt, prompt_params in zip(prompts, per_prompt):
+            self._check_request(prompt, prompt_params)  # all or nothing: no half-queued batch
         ids = [self.add_request(p, sp) for p, sp in zip(prompts, per_prompt)]
         final = {}
         while self.has_unfinished():
@@ -131,7 +131,13 @@ class Engine:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def _check_prompt(self, prompt_token_ids: Seq[int]) -> list[int]:
+    def _check_request(self, prompt_token_ids: Seq[int], params: SamplingParams) -> list[int]:
+        """The prompt as a list of ints, if it and `params` can run on this engine."""
+        rows = params.num_beams if params.beam_search else params.num_return_sequences
+        if rows > self.max_batch_size:
+            raise InvalidRequestError(
+                f"this request needs {rows} sequences at once but max_batch_size is {self.max_batch_size}"
+            )
         prompt = [int(t) for t in prompt_token_ids]
         if not prompt:
             raise InvalidRequestError("the prompt is empty: give at least one token")
