@@ -55,7 +55,7 @@ class Engine:
         self, prompt_token_ids: Seq[int], params: SamplingParams, request_id: str | None = None
     ) -> str:
         """Queue a prompt; returns its request id. Raises `InvalidRequestError` for input that cannot run."""
-        prompt = self._check_request(prompt_token_ids, params)
+        prompt = self.check_request(prompt_token_ids, params)
         request_id = request_id or f"req-{next(self._ids)}"
         if any(r.request_id == request_id for r in itertools.chain(self.waiting, self.running)):
             raise InvalidRequestError(f"request id {request_id!r} is already in use")
@@ -70,6 +70,12 @@ class Engine:
                 request.aborted = True
                 for seq in request.sequences:
                     seq.finish_reason = seq.finish_reason or "abort"
+
+    def reset(self) -> None:
+        """Drop every waiting and running request at once (after a failed step: the state is suspect)."""
+        self.waiting.clear()
+        self.running = []
+        self.rows = []
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
@@ -107,7 +113,7 @@ class Engine:
         if len(per_prompt) != len(prompts):
             raise InvalidRequestError(f"got {len(prompts)} prompts but {len(per_prompt)} parameter sets")
         for prompt, prompt_params in zip(prompts, per_prompt):
-            self._check_request(prompt, prompt_params)  # all or nothing: no half-queued batch
+            self.check_request(prompt, prompt_params)  # all or nothing: no half-queued batch
         ids = [self.add_request(p, sp) for p, sp in zip(prompts, per_prompt)]
         final = {}
         while self.has_unfinished():
@@ -131,7 +137,7 @@ class Engine:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def _check_request(self, prompt_token_ids: Seq[int], params: SamplingParams) -> list[int]:
+    def check_request(self, prompt_token_ids: Seq[int], params: SamplingParams) -> list[int]:
         """The prompt as a list of ints, if it and `params` can run on this engine."""
         rows = params.num_beams if params.beam_search else params.num_return_sequences
         if rows > self.max_batch_size:

@@ -1,0 +1,123 @@
+"""Run an `Engine` on its own thread and serve many asyncio callers at once.
+
+The event loop never blocks on the model: callers put commands (add, abort) into a thread-safe inbox,
+the engine thread drains it between steps, and each step's outputs are handed back to the waiting
+coroutines with `call_soon_threadsafe`. A caller that stops listening (a client that disconnects)
+aborts its request, so no decoding is wasted on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+from llmkit.engine.engine import Engine
+from llmkit.engine.outputs import RequestOutput
+from llmkit.engine.params import SamplingParams
+from llmkit.errors import LLMKitError
+
+
+class QueueFullError(LLMKitError):
+    """More requests are waiting than the server accepts; the client should retry later."""
+
+    status_code = 429
+
+
+class AsyncEngine:
+    """An `Engine` stepped by a background thread; `generate` is an async iterator of outputs."""
+
+    def __init__(self, engine: Engine, *, max_queue: int = 256) -> None:
+        self.engine = engine
+        self.max_queue = max_queue
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._listeners: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="llmkit-engine", daemon=True)
+        self._stopped = False
+        self._thread.start()
+
+    @property
+    def num_requests(self) -> int:
+        """Requests accepted and not yet finished (waiting or running)."""
+        return len(self._listeners)
+
+    async def generate(
+        self, prompt_token_ids: Sequence[int], params: SamplingParams, request_id: str | None = None
+    ) -> AsyncIterator[RequestOutput]:
+        """Yield the request's outputs as they grow; leaving the loop early aborts the request."""
+        request_id = request_id or f"async-{next(self._ids)}"
+        self.engine.check_request(prompt_token_ids, params)  # bad input fails here, in the caller
+        outputs: asyncio.Queue = asyncio.Queue()
+        with self._lock:
+            if len(self._listeners) >= self.max_queue:
+                raise QueueFullError(f"the server is busy ({self.max_queue} requests in flight): retry later")
+            self._listeners[request_id] = (asyncio.get_running_loop(), outputs)
+        self._inbox.put(("add", request_id, list(prompt_token_ids), params))
+        finished = False
+        try:
+            while not finished:
+                item = await outputs.get()
+                if isinstance(item, BaseException):
+                    raise item
+                finished = item.finished
+                yield item
+        finally:
+            if not finished:
+                self._inbox.put(("abort", request_id))
+            with self._lock:
+                self._listeners.pop(request_id, None)
+
+    def shutdown(self) -> None:
+        """Stop the engine thread (requests still running are abandoned)."""
+        self._stopped = True
+        self._inbox.put(("stop",))
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._drain_inbox(block=not self.engine.has_unfinished())
+            if not self.engine.has_unfinished():
+                continue
+            try:
+                outputs = self.engine.step()
+            except Exception as error:  # a failed step must not leave every caller waiting forever
+                self._fail_all(error)
+                continue
+            for output in outputs:
+                self._deliver(output.request_id, output)
+
+    def _fail_all(self, error: Exception) -> None:
+        with self._lock:
+            request_ids = list(self._listeners)
+        self.engine.reset()
+        for request_id in request_ids:
+            self._deliver(request_id, error)
+
+    def _drain_inbox(self, *, block: bool) -> None:
+        while True:
+            try:
+                command = self._inbox.get(block=block)
+            except queue.Empty:
+                return
+            block = False
+            if command[0] == "add":
+                _, request_id, prompt, params = command
+                try:
+                    self.engine.add_request(prompt, params, request_id=request_id)
+                except LLMKitError as error:
+                    self._deliver(request_id, error)
+            elif command[0] == "abort":
+                self.engine.abort(command[1])
+            else:
+                return
+
+    def _deliver(self, request_id: str, item: RequestOutput | BaseException) -> None:
+        with self._lock:
+            listener = self._listeners.get(request_id)
+        if listener is not None:
+            loop, outputs = listener
+            loop.call_soon_threadsafe(outputs.put_nowait, item)
