@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmkit.cli import chat, generate, hub
+from llmkit.cli import chat, generate, hub, serve
 from llmkit.cli.console import exit_with_error
 from llmkit.errors import LLMKitError
 
@@ -20,6 +20,7 @@ app.command("models")(hub.models)
 app.command("estimate")(hub.estimate)
 app.command("chat")(chat.chat)
 app.command("generate")(generate.generate)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

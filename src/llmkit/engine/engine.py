@@ -20,6 +20,7 @@ from llmkit.engine.params import SamplingParams
 from llmkit.engine.processors import TokenHistory, apply_processors, build_processors
 from llmkit.engine.sampling import make_generator, select_tokens, token_logprobs
 from llmkit.engine.sequence import Request, Sequence
+from llmkit.engine.structured import Grammar, compile_response_format, mask_logits
 from llmkit.errors import InvalidRequestError
 
 
@@ -60,7 +61,9 @@ class Engine:
         if any(r.request_id == request_id for r in itertools.chain(self.waiting, self.running)):
             raise InvalidRequestError(f"request id {request_id!r} is already in use")
         generator = make_generator(params.seed, self.runner.device) if params.seed is not None else None
-        self.waiting.append(Request.create(request_id, prompt, params, self.tokenizer, self.eos_ids, generator))
+        grammar = self._grammar(params)
+        request = Request.create(request_id, prompt, params, self.tokenizer, self.eos_ids, generator, grammar)
+        self.waiting.append(request)
         return request_id
 
     def abort(self, request_id: str) -> None:
@@ -155,7 +158,14 @@ class Engine:
         bad = [t for t in prompt if not 0 <= t < self.vocab_size]
         if bad:
             raise InvalidRequestError(f"token ids outside the vocabulary (0..{self.vocab_size - 1}): {bad[:5]}")
+        self._grammar(params)  # a schema that cannot compile is the caller's error, found before decoding
         return prompt
+
+    def _grammar(self, params: SamplingParams) -> Grammar | None:
+        """The compiled grammar of a constrained `response_format` (cached per schema), else None."""
+        if not params.constrained:
+            return None
+        return compile_response_format(params.response_format, self.tokenizer, self.vocab_size, self.eos_ids)
 
     def _take_aborted_waiting(self) -> list[Request]:
         aborted = [r for r in self.waiting if r.aborted]
@@ -200,7 +210,7 @@ class Engine:
         seqs = [seq for _, seq in live]
         params = [r.params for r, _ in live]
         raw = torch.stack([logits[id(seq)] for seq in seqs])
-        processed = self._process(seqs, params, raw, warpers=True)
+        processed = self._process(seqs, params, mask_logits(raw, [seq.grammar for seq in seqs]), warpers=True)
         chosen = select_tokens(processed, params, [r.generator for r, _ in live])
         wants_logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]
         if wants_logprobs:

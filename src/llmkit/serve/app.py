@@ -1,0 +1,200 @@
+"""The FastAPI app: routes, API-key auth, body-size limit, CORS, metrics and the engine's lifetime.
+
+Routes only parse, call the serving function (`serve/chat.py`, `serve/completions.py`, `serve/embeddings.py`,
+`serve/models.py`) and turn its result into JSON or a server-sent-event stream.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmkit.api import LLM
+from llmkit.engine.async_engine import AsyncEngine
+from llmkit.serve import chat, completions, embeddings, models
+from llmkit.serve.errors import AuthenticationError, add_exception_handlers, error_response
+from llmkit.serve.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ErrorResponse,
+    HealthResponse,
+    ModelCard,
+    ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+from llmkit.serve.metrics import RequestCounter, ServerMetrics
+from llmkit.serve.serving import ServingContext
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429)}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def create_app(
+    llm: LLM,
+    *,
+    model_id: str,
+    api_key: str | None = None,
+    max_queue: int = 256,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int = 1_000_000,
+) -> FastAPI:
+    """An OpenAI-compatible app serving `llm` as `model_id`; its engine thread lives as long as the app."""
+    metrics = ServerMetrics(llm.engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = AsyncEngine(llm.engine, max_queue=max_queue)
+        app.state.serving = ServingContext(llm, engine, model_id, metrics)
+        try:
+            yield
+        finally:
+            engine.shutdown()
+
+    app = FastAPI(title="llmkit", summary="OpenAI-compatible server for open LLMs", lifespan=lifespan)
+    add_exception_handlers(app)
+    authorized = [Depends(_api_key_check(api_key))]
+    app.include_router(_openai_router(), prefix="/v1", dependencies=authorized, responses=ERRORS)
+    app.include_router(_tokenizer_router(), dependencies=authorized, responses=ERRORS)
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health(request: Request) -> HealthResponse:
+        """Liveness: answers while the engine is busy (the engine runs off the event loop)."""
+        return HealthResponse(requests_in_flight=request.app.state.serving.engine.num_requests)
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    async def metrics_text() -> Response:
+        """Prometheus metrics (no API key: scrapers rarely send one)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"], allow_headers=["*"]
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestCounter, metrics=metrics)  # outermost: counts 413s and CORS refusals too
+    return app
+
+
+def _serving(request: Request) -> ServingContext:
+    return request.app.state.serving
+
+
+def _openai_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/models", response_model=ModelList)
+    async def list_models(ctx: ServingContext = Depends(_serving)) -> ModelList:
+        return models.list_models(ctx)
+
+    @router.get("/models/{model_id:path}", response_model=ModelCard)
+    async def get_model(model_id: str, ctx: ServingContext = Depends(_serving)) -> ModelCard:
+        return models.get_model(ctx, model_id)
+
+    @router.post(
+        "/chat/completions",
+        response_model=ChatCompletionResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks with stream"}},
+    )
+    async def create_chat_completion(body: ChatCompletionRequest, ctx: ServingContext = Depends(_serving)):
+        return _respond(await chat.create_chat_completion(ctx, body))
+
+    @router.post("/embeddings", response_model=EmbeddingResponse)
+    async def create_embeddings(body: EmbeddingRequest, ctx: ServingContext = Depends(_serving)) -> EmbeddingResponse:
+        return await embeddings.create_embeddings(ctx, body)
+
+    @router.post(
+        "/completions",
+        response_model=CompletionResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks with stream"}},
+    )
+    async def create_completion(body: CompletionRequest, ctx: ServingContext = Depends(_serving)):
+        return _respond(await completions.create_completion(ctx, body))
+
+    return router
+
+
+def _tokenizer_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/tokenize", response_model=TokenizeResponse)
+    async def tokenize(body: TokenizeRequest, ctx: ServingContext = Depends(_serving)) -> TokenizeResponse:
+        return models.tokenize(ctx, body)
+
+    @router.post("/detokenize", response_model=DetokenizeResponse)
+    async def detokenize(body: DetokenizeRequest, ctx: ServingContext = Depends(_serving)) -> DetokenizeResponse:
+        return models.detokenize(ctx, body)
+
+    return router
+
+
+def _respond(result):
+    if isinstance(result, AsyncIterator):
+        return StreamingResponse(result, media_type="text/event-stream", headers=SSE_HEADERS)
+    return result
+
+
+def _api_key_check(api_key: str | None):
+    """A dependency that lets a request through only with `Authorization: Bearer <api_key>`."""
+
+    async def check(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+            raise AuthenticationError("missing or wrong API key: send the header 'Authorization: Bearer <key>'")
+
+    return check
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` with 413, whether announced by Content-Length or chunked."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            return await self.app(scope, receive, send)
+        # No length announced: read the body here (bounded), then replay it to the app.
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # later calls wait for the client's disconnect
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, f"the request body is larger than {self.max_bytes} bytes")
+        await response(scope, receive, send)

@@ -1,0 +1,122 @@
+"""`/v1/completions`: one or more prompts (text or token ids) -> engine -> a response or a chunk stream."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from llmkit.engine.outputs import CompletionOutput, RequestOutput
+from llmkit.serve.errors import invalid
+from llmkit.serve.protocol import (
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    CompletionResponse,
+    UsageInfo,
+)
+from llmkit.serve.serving import RequestLog, Sampling, ServingContext, event_stream, final_outputs, sse, usage
+
+
+async def create_completion(ctx: ServingContext, request: CompletionRequest) -> CompletionResponse | AsyncIterator[str]:
+    """Continue every prompt `n` times: a whole response, or (with `stream`) the SSE events of its chunks."""
+    ctx.check_model(request.model)
+    if request.echo:
+        raise invalid("echo is not supported yet: leave it out", "echo")
+    if request.suffix:
+        raise invalid("suffix (fill-in-the-middle) is not supported: leave it out", "suffix")
+    prompts = prompt_ids(ctx, request.prompt)
+    sampling = ctx.sampling(request, prompts, request.max_tokens, request.logprobs)
+    request_id = f"cmpl-{uuid.uuid4().hex}"
+    log = RequestLog(request_id, ctx.model_id)
+    try:
+        stream = await ctx.generate(prompts, sampling.params, request_id)
+    except BaseException:
+        log.done("rejected")
+        raise
+    if request.stream:
+        chunks = _chunks(ctx, request, prompts, stream, sampling, log)
+        return event_stream(chunks, stream, log)
+    try:
+        results = await final_outputs(stream, len(prompts))
+    except BaseException:
+        log.done("failed")
+        raise
+    choices = [
+        CompletionChoice(
+            index=i * sampling.n + out.index + copy,
+            text=out.text,
+            logprobs=_logprobs(ctx, out, 0) if request.logprobs is not None else None,
+            finish_reason=out.finish_reason,
+        )
+        for i, result in enumerate(results)
+        for out in result.outputs
+        for copy in range(sampling.copies)
+    ]
+    log.usage = usage(prompts, [out for r in results for out in r.outputs], sampling.copies)
+    log.done()
+    return CompletionResponse(id=request_id, model=ctx.model_id, choices=choices, usage=log.usage)
+
+
+def prompt_ids(ctx: ServingContext, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
+    """Every prompt as token ids: text is encoded (with the tokenizer's own special tokens), ids pass through."""
+    if isinstance(prompt, str):
+        prompt = [prompt]
+    if not prompt:
+        raise invalid("prompt is empty: give a string, a list of strings or a list of token ids", "prompt")
+    if all(isinstance(p, int) for p in prompt):
+        return [list(prompt)]
+    return [ctx.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompt]
+
+
+async def _chunks(
+    ctx: ServingContext, request: CompletionRequest, prompts: list[list[int]], stream: AsyncIterator[tuple[int, RequestOutput]],
+    sampling: Sampling, log: RequestLog,
+) -> AsyncIterator[str]:
+    """`text_completion` chunks: text deltas, the last one of each choice with its finish reason, then usage."""
+    created, request_id = int(time.time()), log.request_id
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+
+    def chunk(choices: list[CompletionChoice], usage: UsageInfo | None = None) -> str:
+        return sse(CompletionResponse(id=request_id, created=created, model=ctx.model_id, choices=choices, usage=usage))
+
+    sent_logprobs: dict[tuple[int, int], int] = {}
+    finished: set[tuple[int, int]] = set()
+    last: dict[int, RequestOutput] = {}
+    async for i, output in stream:
+        last[i] = output
+        log.usage = usage(prompts, [out for r in last.values() for out in r.outputs], sampling.copies)
+        for out in output.outputs:
+            key = (i, out.index)
+            if key in finished:
+                continue
+            logprobs = None
+            if request.logprobs is not None and out.logprobs:
+                logprobs = _logprobs(ctx, out, sent_logprobs.get(key, 0))
+                sent_logprobs[key] = len(out.logprobs)
+            if out.delta or out.finish_reason is not None or (logprobs and logprobs.tokens):
+                if out.finish_reason is not None:
+                    finished.add(key)
+                yield chunk([
+                    CompletionChoice(
+                        index=i * sampling.n + out.index + c, text=out.delta, logprobs=logprobs,
+                        finish_reason=out.finish_reason,
+                    )
+                    for c in range(sampling.copies)
+                ])
+    if include_usage:
+        yield chunk([], log.usage)
+
+
+def _logprobs(ctx: ServingContext, out: CompletionOutput, start: int) -> CompletionLogprobs:
+    """OpenAI's legacy completion logprobs for the tokens of `out` from `start` on."""
+    result = CompletionLogprobs()
+    offset = 0
+    for lp in (out.logprobs or [])[start:]:
+        text = ctx.token_text(lp.token_id)
+        result.tokens.append(text)
+        result.token_logprobs.append(lp.logprob)
+        result.top_logprobs.append({ctx.token_text(t): v for t, v in lp.top.items()})
+        result.text_offset.append(offset)
+        offset += len(text)
+    return result

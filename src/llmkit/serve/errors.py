@@ -1,0 +1,100 @@
+"""Every failure leaves the server as OpenAI's error body with a 4xx status (5xx only for our own bugs).
+
+User errors are `llmkit.errors.*` (each knows its status); FastAPI's validation errors, malformed
+JSON and unknown routes are re-shaped here so clients never see a raw pydantic dump or a 422.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from llmkit.errors import InvalidRequestError, LLMKitError
+from llmkit.serve.protocol import ErrorInfo, ErrorResponse
+
+logger = logging.getLogger("llmkit.serve")
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable_error",
+}
+
+
+class AuthenticationError(LLMKitError):
+    """A /v1 request without the server's API key."""
+
+    status_code = 401
+
+
+def invalid(message: str, param: str | None = None) -> InvalidRequestError:
+    """An `InvalidRequestError` that also names the offending request field (OpenAI's `param`)."""
+    error = InvalidRequestError(message)
+    error.param = param
+    return error
+
+
+def error_response(status: int, message: str, param: str | None = None, code: str | None = None) -> JSONResponse:
+    """OpenAI's error body with `status`."""
+    body = ErrorResponse(
+        error=ErrorInfo(message=message, type=ERROR_TYPES.get(status, "server_error"), param=param, code=code)
+    )
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def error_chunk(error: Exception) -> str:
+    """An error met after a stream started: the body of one SSE event (the status is already 200)."""
+    status = getattr(error, "status_code", 500)
+    message = str(error) if isinstance(error, LLMKitError) else "internal error while generating"
+    info = ErrorInfo(message=message, type=ERROR_TYPES.get(status, "server_error"), param=getattr(error, "param", None))
+    return ErrorResponse(error=info).model_dump_json()
+
+
+def describe_request_errors(error: RequestValidationError) -> tuple[str, str | None]:
+    """One readable line for FastAPI's validation errors, and the first offending field."""
+    lines, params = [], []
+    for err in error.errors():
+        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        if err.get("type") == "json_invalid":
+            return f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}", None
+        if err.get("type") == "missing" and not loc:
+            return "the request needs a JSON body", None
+        # Union types report one error per member (`prompt.str`, `prompt.list[int]`): keep the field name.
+        field = ".".join(part for part in loc if not any(c in part for c in "[]") and part not in {"str", "int"})
+        params.append(field or None)
+        got = f" (got {err['input']!r})" if "input" in err and err.get("type") != "missing" else ""
+        lines.append(f"{field or 'body'}: {err['msg']}{got}"[:300])
+    unique = list(dict.fromkeys(lines))
+    return "invalid request: " + "; ".join(unique[:5]), params[0] if params else None
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error OpenAI's body."""
+
+    @app.exception_handler(LLMKitError)
+    async def _user_error(request: Request, error: LLMKitError) -> JSONResponse:
+        code = "invalid_api_key" if error.status_code == 401 else None
+        return error_response(error.status_code, str(error), getattr(error, "param", None), code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        message, param = describe_request_errors(error)
+        return error_response(400, message, param)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal server error (a bug in llmkit: please report it)")

@@ -1,0 +1,272 @@
+"""Every request and response body of the server, as pydantic models (OpenAI's shapes, vLLM's extensions).
+
+Requests ignore fields they do not know (OpenAI clients send new ones all the time); values they do
+know are range-checked here so a bad one is a 400 naming the field, never a failure deeper down.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmkit.engine.params import ResponseFormat
+
+FinishReason = Literal["stop", "length", "abort"]
+
+
+class OpenAIModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+
+class ErrorInfo(OpenAIModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(OpenAIModel):
+    """OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`."""
+
+    error: ErrorInfo
+
+
+# ---- models -------------------------------------------------------------------------------------
+
+
+class ModelCard(OpenAIModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    owned_by: str = "llmkit"
+    max_model_len: int | None = None
+
+
+class ModelList(OpenAIModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# ---- shared request parts -----------------------------------------------------------------------
+
+
+class StreamOptions(OpenAIModel):
+    include_usage: bool = False
+
+
+class SamplingRequest(OpenAIModel):
+    """Fields chat and completion requests share: OpenAI's sampling parameters plus vLLM's extensions."""
+
+    model: str | None = Field(None, description="Model id; the server's model when left out.")
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate; default: fill the context.")
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=128, description="Completions per prompt.")
+    stop: str | list[str] | None = Field(None, description="Up to 4 stop strings, not returned.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    seed: int | None = None
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    user: str | None = Field(None, description="Accepted for compatibility; ignored.")
+    response_format: ResponseFormat | None = None
+    # vLLM extensions
+    top_k: int = Field(0, ge=-1, description="Keep the k most likely tokens; 0 or -1 disables.")
+    min_p: float = Field(0.0, ge=0.0, le=1.0)
+    repetition_penalty: float = Field(1.0, gt=0.0)
+    min_tokens: int = Field(0, ge=0)
+    ignore_eos: bool = False
+    use_beam_search: bool = False
+    num_beams: int | None = Field(None, ge=1, le=64)
+    length_penalty: float = 1.0
+    stop_token_ids: list[int] | None = None
+    skip_special_tokens: bool = True
+
+
+# ---- chat ---------------------------------------------------------------------------------------
+
+
+class ContentPart(OpenAIModel):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(OpenAIModel):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+
+class ChatCompletionRequest(SamplingRequest):
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+
+class TopLogprob(OpenAIModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprobEntry(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(OpenAIModel):
+    content: list[TokenLogprobEntry] | None = None
+
+
+class UsageInfo(OpenAIModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class AssistantMessage(OpenAIModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatCompletionChoice(OpenAIModel):
+    index: int
+    message: AssistantMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionResponse(OpenAIModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: UsageInfo
+
+
+class DeltaMessage(OpenAIModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatCompletionChunkChoice(OpenAIModel):
+    index: int
+    delta: DeltaMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(OpenAIModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChatCompletionChunkChoice]
+    usage: UsageInfo | None = None
+
+
+# ---- completions --------------------------------------------------------------------------------
+
+
+class CompletionRequest(SamplingRequest):
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        ..., description="A string, a list of strings, a list of token ids, or a list of token-id lists."
+    )
+    logprobs: int | None = Field(None, ge=0, le=20, description="Return logprobs with this many alternatives.")
+    echo: bool = False
+    suffix: str | None = None
+
+
+class CompletionLogprobs(OpenAIModel):
+    tokens: list[str] = Field(default_factory=list)
+    token_logprobs: list[float] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float]] = Field(default_factory=list)
+    text_offset: list[int] = Field(default_factory=list)
+
+
+class CompletionChoice(OpenAIModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: FinishReason | None = None
+
+
+class CompletionResponse(OpenAIModel):
+    """A `text_completion` object; streamed chunks have the same shape (with `usage` only at the end)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[CompletionChoice]
+    usage: UsageInfo | None = None
+
+
+# ---- tokenizer ----------------------------------------------------------------------------------
+
+
+class TokenizeRequest(OpenAIModel):
+    """Either `prompt` (plain text) or `messages` (rendered with the chat template)."""
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    add_special_tokens: bool = True
+    add_generation_prompt: bool = True
+
+
+class TokenizeResponse(OpenAIModel):
+    tokens: list[int]
+    count: int
+    max_model_len: int
+
+
+class DetokenizeRequest(OpenAIModel):
+    model: str | None = None
+    tokens: list[int]
+
+
+class DetokenizeResponse(OpenAIModel):
+    prompt: str
+
+
+# ---- embeddings ---------------------------------------------------------------------------------
+
+
+class EmbeddingRequest(OpenAIModel):
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        ..., description="A string or a list of strings (token-id lists are not supported)."
+    )
+    model: str | None = Field(None, description="A sentence-transformers model; all-minilm-l6-v2 when left out.")
+    encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes.")
+    dimensions: int | None = Field(None, ge=1, description="Accepted only when equal to the model's dimension.")
+    user: str | None = Field(None, description="Accepted for compatibility; ignored.")
+
+
+class EmbeddingData(OpenAIModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(OpenAIModel):
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+class EmbeddingResponse(OpenAIModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingUsage
+
+
+class HealthResponse(OpenAIModel):
+    status: Literal["ok"] = "ok"
+    requests_in_flight: int = 0
