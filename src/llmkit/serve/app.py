@@ -1,7 +1,8 @@
 """The FastAPI app: routes, API-key auth, body-size limit, CORS, metrics and the engine's lifetime.
 
 Routes only parse, call the serving function (`serve/chat.py`, `serve/completions.py`, `serve/embeddings.py`,
-`serve/models.py`) and turn its result into JSON or a server-sent-event stream.
+`serve/models.py`) and turn its result into JSON or a server-sent-event stream. `GET /` serves a
+self-contained web chat page (`serve/static/chat.html`) that talks to these routes.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -79,6 +81,13 @@ def create_app(
     async def metrics_text() -> Response:
         """Prometheus metrics (no API key: scrapers rarely send one)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    chat_page = (files("llmkit.serve") / "static" / "chat.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def chat_ui() -> HTMLResponse:
+        """The web chat page (no API key: it holds no data; the API calls it makes carry the key)."""
+        return HTMLResponse(chat_page)
 
     if cors_origins:
         app.add_middleware(
