@@ -48,9 +48,11 @@ class AsyncEngine:
     async def generate(
         self, prompt_token_ids: Sequence[int], params: SamplingParams, request_id: str | None = None
     ) -> AsyncIterator[RequestOutput]:
-        """Yield the request's outputs as they grow; leaving the loop early aborts the request."""
+        """Yield the request's outputs as they grow; leaving the loop early aborts the request.
+
+        Input the engine refuses raises `InvalidRequestError` here, in the caller (the engine thread hands it back).
+        """
         request_id = request_id or f"async-{next(self._ids)}"
-        self.engine.check_request(prompt_token_ids, params)  # bad input fails here, in the caller
         outputs: asyncio.Queue = asyncio.Queue()
         with self._lock:
             if len(self._listeners) >= self.max_queue:

@@ -19,7 +19,6 @@ class ModelRunner:
     def __init__(self, model: PreTrainedModel, *, num_slots: int, max_len: int) -> None:
         self.model = model
         config = model.config.get_text_config()
-        self.config = config
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.device = next(model.parameters()).device
         self.cache = SlotKVCache(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
@@ -37,21 +36,11 @@ async def create_chat_completion(
         raise invalid("top_logprobs needs logprobs: true", "top_logprobs")
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
     sampling = ctx.sampling(request, [prompt], request.max_completion_tokens or request.max_tokens, logprobs)
-    request_id = f"chatcmpl-{uuid.uuid4().hex}"
-    log = RequestLog(request_id, ctx.model_id)
-    try:
-        stream = await ctx.generate([prompt], sampling.params, request_id)
-    except BaseException:
-        log.done("rejected")
-        raise
+    stream, log = await ctx.start([prompt], sampling.params, "chatcmpl")
     if request.stream:
         chunks = _chunks(ctx, request, prompt, stream, sampling, log)
         return event_stream(chunks, stream, log)
-    try:
-        (result,) = await final_outputs(stream, 1)
-    except BaseException:
-        log.done("failed")
-        raise
+    (result,) = await final_outputs(stream, 1, log)
     choices = [
         ChatCompletionChoice(
             index=out.index + copy,
@@ -64,7 +53,7 @@ async def create_chat_completion(
     ]
     log.usage = usage([prompt], result.outputs, sampling.copies)
     log.done()
-    return ChatCompletionResponse(id=request_id, model=ctx.model_id, choices=choices, usage=log.usage)
+    return ChatCompletionResponse(id=log.request_id, model=ctx.model_id, choices=choices, usage=log.usage)
 
 
 def chat_prompt(ctx: ServingContext, messages: list[ChatMessage], add_generation_prompt: bool = True) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
@@ -27,21 +26,11 @@ async def create_completion(ctx: ServingContext, request: CompletionRequest) -> 
         raise invalid("suffix (fill-in-the-middle) is not supported: leave it out", "suffix")
     prompts = prompt_ids(ctx, request.prompt)
     sampling = ctx.sampling(request, prompts, request.max_tokens, request.logprobs)
-    request_id = f"cmpl-{uuid.uuid4().hex}"
-    log = RequestLog(request_id, ctx.model_id)
-    try:
-        stream = await ctx.generate(prompts, sampling.params, request_id)
-    except BaseException:
-        log.done("rejected")
-        raise
+    stream, log = await ctx.start(prompts, sampling.params, "cmpl")
     if request.stream:
         chunks = _chunks(ctx, request, prompts, stream, sampling, log)
         return event_stream(chunks, stream, log)
-    try:
-        results = await final_outputs(stream, len(prompts))
-    except BaseException:
-        log.done("failed")
-        raise
+    results = await final_outputs(stream, len(prompts), log)
     choices = [
         CompletionChoice(
             index=i * sampling.n + out.index + copy,
@@ -55,7 +44,7 @@ async def create_completion(ctx: ServingContext, request: CompletionRequest) -> 
     ]
     log.usage = usage(prompts, [out for r in results for out in r.outputs], sampling.copies)
     log.done()
-    return CompletionResponse(id=request_id, model=ctx.model_id, choices=choices, usage=log.usage)
+    return CompletionResponse(id=log.request_id, model=ctx.model_id, choices=choices, usage=log.usage)
 
 
 def prompt_ids(ctx: ServingContext, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:

@@ -7,7 +7,7 @@ know are range-checked here so a bad one is a 400 naming the field, never a fail
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 

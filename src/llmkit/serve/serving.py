@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -108,6 +109,18 @@ class ServingContext:
             self.llm.engine.check_request(prompt, params)
         return Sampling(params, request.n, request.n if greedy else 1)
 
+    async def start(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, id_prefix: str
+    ) -> tuple[AsyncIterator[tuple[int, RequestOutput]], RequestLog]:
+        """Admit `prompts` as one logged request (id `{id_prefix}-…`); a refusal is logged "rejected" and raised."""
+        log = RequestLog(f"{id_prefix}-{uuid.uuid4().hex}", self.model_id)
+        try:
+            stream = await self.generate(prompts, params, log.request_id)
+        except BaseException:
+            log.done("rejected")
+            raise
+        return stream, log
+
     async def generate(
         self, prompts: Sequence[Sequence[int]], params: SamplingParams, request_id: str
     ) -> AsyncIterator[tuple[int, RequestOutput]]:
@@ -177,12 +190,18 @@ async def _prepend(first: object, rest: AsyncIterator) -> AsyncIterator:
         await rest.aclose()
 
 
-async def final_outputs(stream: AsyncIterator[tuple[int, RequestOutput]], num_prompts: int) -> list[RequestOutput]:
-    """Drain a merged stream; the last output of each prompt, in prompt order."""
+async def final_outputs(
+    stream: AsyncIterator[tuple[int, RequestOutput]], num_prompts: int, log: RequestLog
+) -> list[RequestOutput]:
+    """Drain a merged stream; the last output of each prompt, in prompt order (a failure is logged "failed")."""
     last: dict[int, RequestOutput] = {}
-    async with contextlib.aclosing(stream):
-        async for index, output in stream:
-            last[index] = output
+    try:
+        async with contextlib.aclosing(stream):
+            async for index, output in stream:
+                last[index] = output
+    except BaseException:
+        log.done("failed")
+        raise
     return [last[i] for i in range(num_prompts)]
 
 
