@@ -15,13 +15,9 @@ is included. Each system gets one untimed warm-up call per scenario; the figure 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import math
-import os
-import platform
-import re
 import shlex
 import sys
 import time
@@ -31,22 +27,18 @@ from pathlib import Path
 
 import torch
 import transformers
-from rich.console import Console
-from rich.table import Table
+from _report import DATA_DIR, console, machine, markdown_table, print_table, section, utc_now, write_section
 from transformers import ContinuousBatchingConfig, GenerationConfig
 
 from llmkit.engine.engine import Engine
 from llmkit.engine.params import SamplingParams
 from llmkit.models import load, render_chat
 
-PROMPTS_FILE = Path(__file__).resolve().parents[2] / "shared/data/llama-factory/alpaca_en_demo.json"
+PROMPTS_FILE = DATA_DIR / "llama-factory/alpaca_en_demo.json"
 SYSTEMS = ("llmkit", "hf-generate", "hf-generate-batch")
 LABELS = {"llmkit": "llmkit engine", "hf-generate": "model.generate", "hf-generate-batch": "generate_batch"}
 BASELINE = "hf-generate"
 COPY_BYTES = 512 * 2**20
-
-# Wide enough for the table when the output goes to a file or a pipe (rich assumes 80 columns there).
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 100)
 
 
 @dataclass
@@ -265,20 +257,6 @@ def same_until_eos(a: list[int], b: list[int], eos_ids: set[int]) -> bool:
     return a[:cut] == b[:cut]
 
 
-def machine() -> str:
-    """CPU model, core count, torch threads and library versions, in one line."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        cpu = names[0].strip() if names else cpu
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
-        f"torch {torch.__version__}, transformers {transformers.__version__}"
-    )
-
-
 HEADERS = ["System", "Scenario", "Tokens", "Seconds", "Tokens/s", "Speed-up", "Agree"]
 NOTES = [
     "Speed-up: tokens/s over `model.generate` in the same scenario.",
@@ -288,12 +266,9 @@ NOTES = [
 
 
 def print_report(report: Report) -> None:
-    table = Table(title=f"Decode speed — {report.model}, {report.dtype}, {report.new_tokens} new tokens per request")
-    for i, header in enumerate(HEADERS):
-        table.add_column(header, justify="left" if i < 2 else "right")
-    for row in report.rows():
-        table.add_row(*row)
-    console.print(table)
+    """The table, its notes and the findings, on the console."""
+    title = f"Decode speed — {report.model}, {report.dtype}, {report.new_tokens} new tokens per request"
+    print_table(title, HEADERS, report.rows(), left=2)
     for note in NOTES:
         console.print(f"  [dim]{note}[/]")
     for line in report.findings():
@@ -302,12 +277,10 @@ def print_report(report: Report) -> None:
 
 def markdown_section(report: Report, marker: str) -> str:
     """This run as a markdown section between `<!-- marker -->` and `<!-- /marker -->`."""
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"<!-- {marker} -->",
         f"## Decode speed: {report.model}, {report.dtype}",
         "",
-        f"- Date: {now}",
+        f"- Date: {utc_now()}",
         f"- Machine: {machine()}",
         f"- Model: `{report.model}` in {report.dtype}; greedy, {report.new_tokens} new tokens per request "
         f"(EOS ignored), best of {report.repeats} after one warm-up call per system and scenario.",
@@ -315,30 +288,15 @@ def markdown_section(report: Report, marker: str) -> str:
         f"Concurrent: {report.concurrent} different alpaca prompts submitted at once "
         "(`model.generate`: one left-padded batch).",
         "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join(["---"] * 2 + ["---:"] * (len(HEADERS) - 2)) + "|",
-        *("| " + " | ".join(row) + " |" for row in report.rows()),
+        *markdown_table(HEADERS, report.rows(), left=2),
         "",
         *(f"- {note}" for note in NOTES),
         "",
         *(f"- {line}" for line in report.findings()),
         "",
         f"Command: `{shlex.join(['python', 'benchmarks/generate.py', *sys.argv[1:]])}`",
-        f"<!-- /{marker} -->",
     ]
-    return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, marker: str, section: str) -> None:
-    """Replace the section between this marker pair in `path` (append it if absent); the rest stays."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nWritten by the scripts in `benchmarks/`.\n"
-    pattern = re.compile(rf"<!-- {re.escape(marker)} -->.*?<!-- /{re.escape(marker)} -->\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    return section(marker, lines)
 
 
 # ---- the run --------------------------------------------------------------------------------------

@@ -29,3 +29,30 @@ def gemma():
     from llmkit.models import load
 
     return load("gemma3-270m", dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def lora_adapters(tmp_path_factory) -> dict[str, Path]:
+    """Two PEFT LoRA adapters for SmolLM2 ("alpha", "beta"), randomly initialised so each changes the output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from llmkit.models import load
+
+    directory = tmp_path_factory.mktemp("adapters")
+    paths = {}
+    for seed, name in enumerate(("alpha", "beta")):
+        torch.manual_seed(seed)
+        base = load("default", dtype="float32", device="cpu").model
+        config = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+        get_peft_model(base, config).save_pretrained(directory / name)
+        paths[name] = directory / name
+    return paths
+
+
+@pytest.fixture
+def fresh_smollm():
+    """A private copy of the default model, for tests that change it (e.g. by attaching adapters)."""
+    from llmkit.models import load
+
+    return load("default", dtype="float32", device="cpu")

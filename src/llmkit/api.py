@@ -127,13 +127,9 @@ class LLM:
             if delta:
                 yield delta
 
-    @torch.inference_mode()
-    def prompt_logprobs(self, token_ids: list[int]) -> list[float]:
+    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None) -> list[float]:
         """Log-probability of each prompt token given the ones before it (the first gets 0.0)."""
-        ids = torch.tensor([token_ids], device=self.engine.runner.device)
-        logits = self.model(input_ids=ids).logits[0, :-1].float()
-        chosen = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
-        return [0.0] + chosen.tolist()
+        return self.engine.runner.prompt_logprobs(token_ids, adapter)
 
     def _llama_sampling(
         self, temperature: float, top_p: float, max_gen_len: int | None, logprobs: bool

@@ -46,16 +46,16 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def start_server(smollm):
-    """A function that serves the session's SmolLM2 with a fresh engine and `create_app` options;
-    every server it started stops with the module. Small batch and context keep the tests quick."""
+    """A function that serves an `LLM` (default: the session's SmolLM2 with a fresh engine) with `create_app`
+    options; every server it started stops with the module. Small batch and context keep the tests quick."""
     from llmkit.api import LLM
     from llmkit.engine.engine import Engine
     from llmkit.serve import create_app
 
     started = []
 
-    def start(**options) -> LiveServer:
-        llm = LLM(Engine(smollm.model, smollm.tokenizer, max_batch_size=4, max_seq_len=512))
+    def start(llm: LLM | None = None, **options) -> LiveServer:
+        llm = llm or LLM(Engine(smollm.model, smollm.tokenizer, max_batch_size=4, max_seq_len=512))
         options.setdefault("api_key", API_KEY)
         started.append(LiveServer(create_app(llm, model_id=MODEL_ID, **options)))
         return started[-1]

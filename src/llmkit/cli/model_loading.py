@@ -21,7 +21,7 @@ def build_llm(options: dict[str, Any]) -> LLM:
             max_seq_len=options["max_seq_len"],
             dtype=options["dtype"],
             device=options["device"],
-            adapter=options["adapter"],
+            adapter=options.get("adapter"),
             chat_template=options["chat_template"],
             progress=progress,
         )

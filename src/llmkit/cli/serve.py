@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -15,7 +16,10 @@ from llmkit.cli.options import MODEL_OPTIONS, add_options
 from llmkit.engine.engine import Engine
 
 
-@add_options(MODEL_OPTIONS, into="model_options")
+SERVE_MODEL_OPTIONS = {name: option for name, option in MODEL_OPTIONS.items() if name != "adapter"}
+
+
+@add_options(SERVE_MODEL_OPTIONS, into="model_options")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes the server)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
@@ -24,6 +28,9 @@ def serve(
     ),
     served_model_name: Optional[str] = typer.Option(
         None, "--served-model-name", help="Model id clients send (default: the --model value)."
+    ),
+    adapter: Optional[list[str]] = typer.Option(
+        None, "--adapter", help="Serve a LoRA adapter directory as model NAME: NAME=PATH, or PATH (repeatable)."
     ),
     max_batch_size: int = typer.Option(8, "--max-batch-size", help="Sequences decoded together."),
     max_queue: int = typer.Option(256, "--max-queue", help="Requests in flight before 429."),
@@ -35,16 +42,30 @@ def serve(
 
     from llmkit.serve import create_app
 
+    adapters = dict(_parse_adapter(spec) for spec in adapter or ())
     llm = build_llm(model_options)
     if max_batch_size != llm.engine.max_batch_size:
         llm = LLM(Engine(llm.model, llm.tokenizer, max_batch_size=max_batch_size, max_seq_len=llm.engine.max_seq_len))
+    for name, path in adapters.items():
+        llm.engine.load_adapter(name, path)
     model_id = served_model_name or model_options["model"]
     app = create_app(llm, model_id=model_id, api_key=api_key, max_queue=max_queue, cors_origins=cors_origin or ())
     _log_requests_to_stderr()
     err_console.print(f"serving [bold]{model_id}[/] at [bold]http://{host}:{port}/v1[/]"
                       f"{' (API key required)' if api_key else ''}")
-    err_console.print(f"[dim]models: {model_id} · max batch {max_batch_size} · context {llm.engine.max_seq_len}[/]")
+    err_console.print(f"[dim]models: {', '.join([model_id, *adapters])} · max batch {max_batch_size} · "
+                      f"context {llm.engine.max_seq_len}[/]")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _parse_adapter(spec: str) -> tuple[str, Path]:
+    """`NAME=PATH` -> (NAME, PATH); a bare PATH is named after its directory."""
+    name, sep, path = spec.partition("=")
+    if not sep:
+        return Path(spec).name, Path(spec)
+    if not name or not path:
+        raise typer.BadParameter(f"{spec!r}: write NAME=PATH (or just PATH)", param_hint="--adapter")
+    return name, Path(path)
 
 
 def _log_requests_to_stderr() -> None:

@@ -12,12 +12,15 @@ import asyncio
 import itertools
 import queue
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
 
 from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import RequestOutput
 from llmkit.engine.params import SamplingParams
 from llmkit.errors import LLMKitError
+
+T = TypeVar("T")
 
 
 class QueueFullError(LLMKitError):
@@ -46,9 +49,13 @@ class AsyncEngine:
         return len(self._listeners)
 
     async def generate(
-        self, prompt_token_ids: Sequence[int], params: SamplingParams, request_id: str | None = None
+        self,
+        prompt_token_ids: Sequence[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        adapter: str | None = None,
     ) -> AsyncIterator[RequestOutput]:
-        """Yield the request's outputs as they grow; leaving the loop early aborts the request.
+        """Yield the request's outputs as they grow (through LoRA `adapter` if given); leaving early aborts it.
 
         Input the engine refuses raises `InvalidRequestError` here, in the caller (the engine thread hands it back).
         """
@@ -58,7 +65,7 @@ class AsyncEngine:
             if len(self._listeners) >= self.max_queue:
                 raise QueueFullError(f"the server is busy ({self.max_queue} requests in flight): retry later")
             self._listeners[request_id] = (asyncio.get_running_loop(), outputs)
-        self._inbox.put(("add", request_id, list(prompt_token_ids), params))
+        self._inbox.put(("add", request_id, list(prompt_token_ids), params, adapter))
         finished = False
         try:
             while not finished:
@@ -72,6 +79,13 @@ class AsyncEngine:
                 self._inbox.put(("abort", request_id))
             with self._lock:
                 self._listeners.pop(request_id, None)
+
+    async def call(self, function: Callable[[Engine], T]) -> T:
+        """Run `function(engine)` on the engine thread between two steps (e.g. loading an adapter); its result."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+        self._inbox.put(("call", function, loop, done))
+        return await done
 
     def shutdown(self) -> None:
         """Stop the engine thread (requests still running are abandoned)."""
@@ -107,15 +121,26 @@ class AsyncEngine:
                 return
             block = False
             if command[0] == "add":
-                _, request_id, prompt, params = command
+                _, request_id, prompt, params, adapter = command
                 try:
-                    self.engine.add_request(prompt, params, request_id=request_id)
+                    self.engine.add_request(prompt, params, request_id=request_id, adapter=adapter)
                 except LLMKitError as error:
                     self._deliver(request_id, error)
             elif command[0] == "abort":
                 self.engine.abort(command[1])
+            elif command[0] == "call":
+                self._call(*command[1:])
             else:
                 return
+
+    def _call(self, function: Callable[[Engine], object], loop: asyncio.AbstractEventLoop, done: asyncio.Future) -> None:
+        """Run a `call` command and settle its future on the caller's loop."""
+        try:
+            result = function(self.engine)
+        except Exception as error:  # handed to the awaiting caller, raised there
+            loop.call_soon_threadsafe(_settle, done, None, error)
+        else:
+            loop.call_soon_threadsafe(_settle, done, result, None)
 
     def _deliver(self, request_id: str, item: RequestOutput | BaseException) -> None:
         with self._lock:
@@ -123,3 +148,13 @@ class AsyncEngine:
         if listener is not None:
             loop, outputs = listener
             loop.call_soon_threadsafe(outputs.put_nowait, item)
+
+
+def _settle(future: asyncio.Future, result: object, error: BaseException | None) -> None:
+    """Complete `future` unless its caller already gave up on it."""
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

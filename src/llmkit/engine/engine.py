@@ -10,18 +10,20 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence as Seq
+from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from llmkit.engine.model_runner import ModelRunner
+from llmkit.engine.model_runner import ModelRunner, Runner
 from llmkit.engine.outputs import RequestOutput, TokenLogprob
 from llmkit.engine.params import SamplingParams
 from llmkit.engine.processors import TokenHistory, apply_processors, build_processors
 from llmkit.engine.sampling import make_generator, select_tokens, token_logprobs
 from llmkit.engine.sequence import Request, Sequence
 from llmkit.engine.structured import Grammar, compile_response_format, mask_logits
-from llmkit.errors import InvalidRequestError
+from llmkit.errors import InvalidRequestError, ModelNotFoundError
 
 
 class Engine:
@@ -29,22 +31,24 @@ class Engine:
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: Any,
         tokenizer: PreTrainedTokenizerBase,
         *,
         max_batch_size: int = 8,
         max_seq_len: int = 2048,
         prefill_token_budget: int = 2048,
+        runner_class: type[Runner] = ModelRunner,
     ) -> None:
-        context = getattr(model.config.get_text_config(), "max_position_embeddings", None) or max_seq_len
+        """`runner_class(model, num_slots=, max_len=)` builds the backend: by default a transformers model."""
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
-        self.max_seq_len = min(max_seq_len, context)
         self.prefill_token_budget = prefill_token_budget
-        self.vocab_size = model.get_output_embeddings().weight.shape[0]
-        self.eos_ids = frozenset(_eos_token_ids(model, tokenizer))
-        self.runner = ModelRunner(model, num_slots=max_batch_size, max_len=self.max_seq_len)
+        self.runner: Runner = runner_class(model, num_slots=max_batch_size, max_len=max_seq_len)
+        self.max_seq_len = self.runner.max_len
+        self.vocab_size = self.runner.vocab_size
+        eos = self.runner.eos_token_ids or ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+        self.eos_ids = frozenset(eos)
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.rows: list[Sequence] = []
@@ -53,16 +57,25 @@ class Engine:
     # ---- requests in and out -------------------------------------------------------------------
 
     def add_request(
-        self, prompt_token_ids: Seq[int], params: SamplingParams, request_id: str | None = None
+        self,
+        prompt_token_ids: Seq[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        adapter: str | None = None,
     ) -> str:
-        """Queue a prompt; returns its request id. Raises `InvalidRequestError` for input that cannot run."""
-        prompt = self.check_request(prompt_token_ids, params)
+        """Queue a prompt (run through LoRA `adapter` if given); returns its request id.
+
+        Raises `InvalidRequestError` for input that cannot run.
+        """
+        prompt = self.check_request(prompt_token_ids, params, adapter)
         request_id = request_id or f"req-{next(self._ids)}"
         if any(r.request_id == request_id for r in itertools.chain(self.waiting, self.running)):
             raise InvalidRequestError(f"request id {request_id!r} is already in use")
         generator = make_generator(params.seed, self.runner.device) if params.seed is not None else None
         grammar = self._grammar(params)
-        request = Request.create(request_id, prompt, params, self.tokenizer, self.eos_ids, generator, grammar)
+        request = Request.create(
+            request_id, prompt, params, self.tokenizer, self.eos_ids, generator, grammar, adapter=adapter
+        )
         self.waiting.append(request)
         return request_id
 
@@ -73,6 +86,22 @@ class Engine:
                 request.aborted = True
                 for seq in request.sequences:
                     seq.finish_reason = seq.finish_reason or "abort"
+
+    @property
+    def adapters(self) -> dict[str, Path]:
+        """The LoRA adapters requests may name: name -> directory."""
+        return self.runner.adapters
+
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        """Make the LoRA adapter at `path` available to requests as `name`."""
+        self.runner.load_adapter(name, Path(path))
+
+    def unload_adapter(self, name: str) -> None:
+        """Drop adapter `name`; refused while a request still uses it."""
+        users = [r.request_id for r in itertools.chain(self.waiting, self.running) if r.sequences[0].adapter == name]
+        if users:
+            raise InvalidRequestError(f"adapter {name!r} is in use by {len(users)} request(s): retry when they finish")
+        self.runner.unload_adapter(name)
 
     def reset(self) -> None:
         """Drop every waiting and running request at once (after a failed step: the state is suspect)."""
@@ -94,6 +123,7 @@ class Engine:
             step_logits = self.runner.decode(
                 torch.tensor([seq.tokens[-1] for seq in decoding], device=self.runner.device),
                 torch.tensor([len(seq.tokens) - 1 for seq in decoding], device=self.runner.device),
+                _adapters([seq.adapter for seq in decoding]),
             )
             logits.update({id(seq): step_logits[i] for i, seq in enumerate(decoding)})
         self._advance_sampled([r for r in self.running if r.beam is None], logits)
@@ -140,8 +170,10 @@ class Engine:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def check_request(self, prompt_token_ids: Seq[int], params: SamplingParams) -> list[int]:
-        """The prompt as a list of ints, if it and `params` can run on this engine."""
+    def check_request(self, prompt_token_ids: Seq[int], params: SamplingParams, adapter: str | None = None) -> list[int]:
+        """The prompt as a list of ints, if it, `params` and `adapter` can run on this engine."""
+        if adapter is not None and adapter not in self.runner.adapters:
+            raise ModelNotFoundError(f"no adapter named {adapter!r} is loaded")
         rows = params.num_beams if params.beam_search else params.num_return_sequences
         if rows > self.max_batch_size:
             raise InvalidRequestError(
@@ -191,13 +223,15 @@ class Engine:
                 seq.row = len(self.rows)
                 self.rows.append(seq)
         prompt_logits = self.runner.prefill(
-            [r.prompt_ids for r in admitted], [r.sequences[0].row for r in admitted]
+            [r.prompt_ids for r in admitted],
+            [r.sequences[0].row for r in admitted],
+            _adapters([r.sequences[0].adapter for r in admitted]),
         )
         logits = {}
         for request, request_logits in zip(admitted, prompt_logits):
             first, *forks = request.sequences
             if forks:
-                self.runner.cache.copy_rows([first.row] * len(forks), [s.row for s in forks], len(request.prompt_ids))
+                self.runner.copy_rows([first.row] * len(forks), [s.row for s in forks], len(request.prompt_ids))
             logits.update({id(seq): request_logits for seq in request.sequences})
         self.running.extend(admitted)
         return logits
@@ -225,7 +259,7 @@ class Engine:
         log_probs = self._process(seqs, [request.params] * len(seqs), torch.log_softmax(raw, dim=-1), warpers=False)
         sources, _ = beam.step(log_probs)
         rows = [seq.row for seq in seqs]
-        self.runner.cache.copy_rows([rows[s] for s in sources], rows, len(seqs[0].tokens))
+        self.runner.copy_rows([rows[s] for s in sources], rows, len(seqs[0].tokens))
         for seq, running in zip(seqs, beam.running):
             seq.tokens = request.prompt_ids + running
         if len(seqs[0].tokens) >= self.max_seq_len:
@@ -261,17 +295,13 @@ class Engine:
         moves = [(seq.row, new_row) for new_row, seq in enumerate(survivors) if seq.row != new_row]
         if moves:
             longest = max(len(seq.tokens) for seq in survivors)
-            self.runner.cache.copy_rows([src for src, _ in moves], [dst for _, dst in moves], longest)
+            self.runner.copy_rows([src for src, _ in moves], [dst for _, dst in moves], longest)
         for new_row, seq in enumerate(survivors):
             seq.row = new_row
         self.rows = survivors
 
 
-def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """EOS ids from the generation config (may be several), falling back to the tokenizer's."""
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        return []
-    return [eos] if isinstance(eos, int) else list(eos)
+
+def _adapters(names: list[str | None]) -> list[str | None] | None:
+    """Per-row adapter names for the runner; None when every row runs the base model."""
+    return names if any(names) else None

@@ -1,32 +1,70 @@
-"""Runs the transformers model forward for the engine: batched prefill of new prompts, batched decode.
+"""Runs the model forward for the engine: batched prefill of new prompts, batched decode.
 
-Prefill uses transformers' own `DynamicCache` (so prompt processing is exactly what `model.generate`
-does) and then copies the result into the engine's `SlotKVCache` row. Decode feeds one token per row,
-each at its own position, with an explicit attention mask per row.
+`Runner` is what the engine needs from a backend; `ModelRunner` is the transformers one. Prefill uses
+transformers' own `DynamicCache` (so prompt processing is exactly what `model.generate` does) and then
+copies the result into the engine's `SlotKVCache` row. Decode feeds one token per row, each at its own
+position, with an explicit attention mask per row. Rows may run different LoRA adapters in one
+forward (PEFT's mixed-adapter batches), so many fine-tunes share one base model in memory.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from llmkit.engine.kv_cache import SlotKVCache
+from llmkit.errors import InvalidRequestError, ModelNotFoundError
+
+Adapters = Sequence[str | None] | None
+"""The LoRA adapter of each row (None: the base model); None for the whole batch: no adapters at all."""
+
+
+class Runner(Protocol):
+    """A backend: next-token logits for new prompts and for one more token per row, rows in its own cache."""
+
+    device: torch.device
+    max_len: int
+    vocab_size: int
+    eos_token_ids: list[int]
+
+    def prefill(self, prompts: list[list[int]], rows: list[int], adapters: Adapters = None) -> torch.Tensor: ...
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, adapters: Adapters = None) -> torch.Tensor: ...
+
+    def copy_rows(self, src: list[int], dst: list[int], length: int) -> None: ...
+
+    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None) -> list[float]: ...
+
+    @property
+    def adapters(self) -> dict[str, Path]: ...
+
+    def load_adapter(self, name: str, path: Path) -> None: ...
+
+    def unload_adapter(self, name: str) -> None: ...
 
 
 class ModelRunner:
-    """Owns the KV cache and turns token ids into next-token logits."""
+    """The transformers backend: owns the KV cache and turns token ids into next-token logits."""
 
     def __init__(self, model: PreTrainedModel, *, num_slots: int, max_len: int) -> None:
         self.model = model
         config = model.config.get_text_config()
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.device = next(model.parameters()).device
+        self.max_len = min(max_len, getattr(config, "max_position_embeddings", None) or max_len)
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        self.eos_token_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         self.cache = SlotKVCache(
             num_layers=config.num_hidden_layers,
             num_slots=num_slots,
             num_kv_heads=getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
             head_dim=head_dim,
-            max_len=max_len,
+            max_len=self.max_len,
             dtype=model.dtype,
             device=self.device,
         )
@@ -38,9 +76,11 @@ class ModelRunner:
             if layer_types
             else None
         )
+        self._named_adapters: dict[str, Path] = {}
+        self._fixed_adapter = _is_peft(model)  # loaded with `--adapter PATH`: always on, no named ones
 
     @torch.inference_mode()
-    def prefill(self, prompts: list[list[int]], rows: list[int]) -> torch.Tensor:
+    def prefill(self, prompts: list[list[int]], rows: list[int], adapters: Adapters = None) -> torch.Tensor:
         """Process whole prompts into cache `rows`, in one left-padded forward; returns next-token logits [N, V].
 
         A single prompt runs unpadded, exactly as `model.generate` runs it.
@@ -60,13 +100,14 @@ class ModelRunner:
             past_key_values=prefix,
             use_cache=True,
             logits_to_keep=1,
+            **self._adapter_kwargs(adapters, len(prompts)),
         )
         for i, (prompt, row) in enumerate(zip(prompts, rows)):
             self.cache.write_prefix(row, prefix, len(prompt), batch_index=i)
         return out.logits[:, -1].float()
 
     @torch.inference_mode()
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, adapters: Adapters = None) -> torch.Tensor:
         """One step for rows 0..B-1: `tokens[b]` sits at `positions[b]`; returns next-token logits [B, V]."""
         kv_len = self.cache.begin_decode(positions)
         out = self.model(
@@ -75,8 +116,64 @@ class ModelRunner:
             attention_mask=self._decode_mask(positions, kv_len),
             past_key_values=self.cache,
             use_cache=True,
+            **self._adapter_kwargs(adapters, len(tokens)),
         )
         return out.logits[:, -1].float()
+
+    def copy_rows(self, src: list[int], dst: list[int], length: int) -> None:
+        """Overwrite the first `length` cache positions of rows `dst` with rows `src` (beams, forks, compaction)."""
+        self.cache.copy_rows(src, dst, length)
+
+    @torch.inference_mode()
+    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None) -> list[float]:
+        """Log-probability of each prompt token given the ones before it (the first gets 0.0)."""
+        ids = torch.tensor([token_ids], device=self.device)
+        logits = self.model(input_ids=ids, **self._adapter_kwargs([adapter], 1)).logits[0, :-1].float()
+        chosen = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
+        return [0.0] + chosen.tolist()
+
+    # ---- LoRA adapters served by name ----------------------------------------------------------
+
+    @property
+    def adapters(self) -> dict[str, Path]:
+        """The adapters loaded with `load_adapter`: name -> directory, in load order."""
+        return dict(self._named_adapters)
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        """Add the PEFT LoRA adapter at `path` under `name`; the base model's weights stay shared."""
+        from peft import PeftModel
+
+        if self._fixed_adapter:
+            raise InvalidRequestError("this model was loaded with a fixed adapter; named adapters cannot join it")
+        if name in self._named_adapters:
+            raise InvalidRequestError(f"an adapter named {name!r} is already loaded")
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise ModelNotFoundError(f"{path} is not a LoRA adapter directory (no adapter_config.json)")
+        if _is_peft(self.model):
+            self.model.load_adapter(str(path), adapter_name=name)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+        self.model.eval()
+        self._named_adapters[name] = Path(path)
+
+    def unload_adapter(self, name: str) -> None:
+        """Drop adapter `name` and free its weights."""
+        if name not in self._named_adapters:
+            raise ModelNotFoundError(f"no adapter named {name!r} is loaded")
+        del self._named_adapters[name]
+        if self._named_adapters:
+            self.model.delete_adapter(name)
+        else:  # the last one: back to the plain base model (PEFT keeps no adapter-less state)
+            self.model = self.model.unload()
+
+    def _adapter_kwargs(self, adapters: Adapters, batch: int) -> dict[str, list[str]]:
+        """PEFT's per-row `adapter_names` once named adapters are loaded (the base model rows: "__base__")."""
+        if not self._named_adapters:
+            if adapters is not None and any(adapters):
+                raise InvalidRequestError(f"no adapters are loaded, but rows asked for {sorted(set(filter(None, adapters)))}")
+            return {}
+        names = list(adapters) if adapters is not None else [None] * batch
+        return {"adapter_names": [name or "__base__" for name in names]}
 
     def _decode_mask(self, positions: torch.Tensor, kv_len: int) -> torch.Tensor | dict[str, torch.Tensor]:
         """Boolean [B, 1, 1, kv_len] masks: row b sees keys 0..positions[b] (within the window, if any)."""
@@ -89,3 +186,8 @@ class ModelRunner:
             kind: (causal if window is None else causal & (keys > query - window))[:, None, None, :]
             for kind, window in self.mask_windows.items()
         }
+
+
+def _is_peft(model: object) -> bool:
+    """True for a PEFT-wrapped model (checked without importing PEFT when it is not in use)."""
+    return type(model).__module__.startswith("peft.")

@@ -30,6 +30,7 @@ class Sequence:
     logprobs: list[TokenLogprob] | None = None
     logprobs_top: int = 0
     grammar: GrammarConstraint | None = None
+    adapter: str | None = None
 
     @property
     def generated(self) -> list[int]:
@@ -71,6 +72,7 @@ class Request:
         eos_ids: frozenset[int],
         generator: torch.Generator | None,
         grammar: Grammar | None = None,
+        adapter: str | None = None,
     ) -> Request:
         rows = params.num_beams if params.beam_search else params.num_return_sequences
         stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos else eos_ids)
@@ -85,6 +87,7 @@ class Request:
                 logprobs=[] if params.logprobs is not None else None,
                 logprobs_top=params.logprobs or 0,
                 grammar=GrammarConstraint(grammar) if grammar is not None else None,
+                adapter=adapter,
             )
             for i in range(rows)
         ]

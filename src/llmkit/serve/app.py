@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmkit.api import LLM
 from llmkit.engine.async_engine import AsyncEngine
 from llmkit.serve import chat, completions, embeddings, models
-from llmkit.serve.errors import AuthenticationError, add_exception_handlers, error_response
+from llmkit.serve.errors import AuthenticationError, PermissionDeniedError, add_exception_handlers, error_response
 from llmkit.serve.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -33,10 +33,13 @@ from llmkit.serve.protocol import (
     EmbeddingResponse,
     ErrorResponse,
     HealthResponse,
+    LoadAdapterRequest,
     ModelCard,
+    ModelDeleted,
     ModelList,
     TokenizeRequest,
     TokenizeResponse,
+    UnloadAdapterRequest,
 )
 from llmkit.serve.metrics import RequestCounter, ServerMetrics
 from llmkit.serve.serving import ServingContext
@@ -70,6 +73,10 @@ def create_app(
     add_exception_handlers(app)
     authorized = [Depends(_api_key_check(api_key))]
     app.include_router(_openai_router(), prefix="/v1", dependencies=authorized, responses=ERRORS)
+    app.include_router(
+        _adapter_router(), prefix="/v1", dependencies=[*authorized, Depends(_adapter_loading_allowed(api_key))],
+        responses={**ERRORS, 403: {"model": ErrorResponse}},
+    )
     app.include_router(_tokenizer_router(), dependencies=authorized, responses=ERRORS)
 
     @app.get("/health", response_model=HealthResponse)
@@ -134,6 +141,35 @@ def _openai_router() -> APIRouter:
         return _respond(await completions.create_completion(ctx, body))
 
     return router
+
+
+def _adapter_router() -> APIRouter:
+    """Load and unload LoRA adapters at run time (also under vLLM's route names)."""
+    router = APIRouter()
+
+    @router.post("/load_adapter", response_model=ModelCard)
+    @router.post("/load_lora_adapter", response_model=ModelCard, include_in_schema=False)
+    async def load_adapter(body: LoadAdapterRequest, ctx: ServingContext = Depends(_serving)) -> ModelCard:
+        return await models.load_adapter(ctx, body)
+
+    @router.post("/unload_adapter", response_model=ModelDeleted)
+    @router.post("/unload_lora_adapter", response_model=ModelDeleted, include_in_schema=False)
+    async def unload_adapter(body: UnloadAdapterRequest, ctx: ServingContext = Depends(_serving)) -> ModelDeleted:
+        return await models.unload_adapter(ctx, body)
+
+    return router
+
+
+def _adapter_loading_allowed(api_key: str | None):
+    """A dependency refusing run-time adapter loading (a path on this machine) on a server without an API key."""
+
+    async def check() -> None:
+        if api_key is None:
+            raise PermissionDeniedError(
+                "loading and unloading adapters needs a server started with --api-key (it reads paths on the server)"
+            )
+
+    return check
 
 
 def _tokenizer_router() -> APIRouter:

@@ -30,13 +30,13 @@ async def create_chat_completion(
     ctx: ServingContext, request: ChatCompletionRequest
 ) -> ChatCompletionResponse | AsyncIterator[str]:
     """Answer `request`: a whole response, or (with `stream`) the SSE events of its chunks."""
-    ctx.check_model(request.model)
+    served = ctx.resolve(request.model)
     prompt = chat_prompt(ctx, request.messages)
     if request.top_logprobs and not request.logprobs:
         raise invalid("top_logprobs needs logprobs: true", "top_logprobs")
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
     sampling = ctx.sampling(request, [prompt], request.max_completion_tokens or request.max_tokens, logprobs)
-    stream, log = await ctx.start([prompt], sampling.params, "chatcmpl")
+    stream, log = await ctx.start([prompt], sampling.params, "chatcmpl", served)
     if request.stream:
         chunks = _chunks(ctx, request, prompt, stream, sampling, log)
         return event_stream(chunks, stream, log)
@@ -53,7 +53,7 @@ async def create_chat_completion(
     ]
     log.usage = usage([prompt], result.outputs, sampling.copies)
     log.done()
-    return ChatCompletionResponse(id=log.request_id, model=ctx.model_id, choices=choices, usage=log.usage)
+    return ChatCompletionResponse(id=log.request_id, model=log.model, choices=choices, usage=log.usage)
 
 
 def chat_prompt(ctx: ServingContext, messages: list[ChatMessage], add_generation_prompt: bool = True) -> list[int]:
@@ -89,7 +89,7 @@ async def _chunks(
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
 
     def chunk(choices: list[ChatCompletionChunkChoice], usage: UsageInfo | None = None) -> str:
-        return sse(ChatCompletionChunk(id=request_id, created=created, model=ctx.model_id, choices=choices, usage=usage))
+        return sse(ChatCompletionChunk(id=request_id, created=created, model=log.model, choices=choices, usage=usage))
 
     sent_logprobs: dict[int, int] = {}
     finished: set[int] = set()

@@ -19,14 +19,14 @@ from llmkit.serve.serving import RequestLog, Sampling, ServingContext, event_str
 
 async def create_completion(ctx: ServingContext, request: CompletionRequest) -> CompletionResponse | AsyncIterator[str]:
     """Continue every prompt `n` times: a whole response, or (with `stream`) the SSE events of its chunks."""
-    ctx.check_model(request.model)
+    served = ctx.resolve(request.model)
     if request.echo:
         raise invalid("echo is not supported yet: leave it out", "echo")
     if request.suffix:
         raise invalid("suffix (fill-in-the-middle) is not supported: leave it out", "suffix")
     prompts = prompt_ids(ctx, request.prompt)
     sampling = ctx.sampling(request, prompts, request.max_tokens, request.logprobs)
-    stream, log = await ctx.start(prompts, sampling.params, "cmpl")
+    stream, log = await ctx.start(prompts, sampling.params, "cmpl", served)
     if request.stream:
         chunks = _chunks(ctx, request, prompts, stream, sampling, log)
         return event_stream(chunks, stream, log)
@@ -44,7 +44,7 @@ async def create_completion(ctx: ServingContext, request: CompletionRequest) -> 
     ]
     log.usage = usage(prompts, [out for r in results for out in r.outputs], sampling.copies)
     log.done()
-    return CompletionResponse(id=log.request_id, model=ctx.model_id, choices=choices, usage=log.usage)
+    return CompletionResponse(id=log.request_id, model=log.model, choices=choices, usage=log.usage)
 
 
 def prompt_ids(ctx: ServingContext, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
@@ -67,7 +67,7 @@ async def _chunks(
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
 
     def chunk(choices: list[CompletionChoice], usage: UsageInfo | None = None) -> str:
-        return sse(CompletionResponse(id=request_id, created=created, model=ctx.model_id, choices=choices, usage=usage))
+        return sse(CompletionResponse(id=request_id, created=created, model=log.model, choices=choices, usage=usage))
 
     sent_logprobs: dict[tuple[int, int], int] = {}
     finished: set[tuple[int, int]] = set()

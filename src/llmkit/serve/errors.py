@@ -7,6 +7,7 @@ JSON and unknown routes are re-shaped here so clients never see a raw pydantic d
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +37,12 @@ class AuthenticationError(LLMKitError):
     status_code = 401
 
 
+class PermissionDeniedError(LLMKitError):
+    """A request this server is not configured to allow (e.g. loading adapters without an API key)."""
+
+    status_code = 403
+
+
 def invalid(message: str, param: str | None = None) -> InvalidRequestError:
     """An `InvalidRequestError` that also names the offending request field (OpenAI's `param`)."""
     error = InvalidRequestError(message)
@@ -43,12 +50,18 @@ def invalid(message: str, param: str | None = None) -> InvalidRequestError:
     return error
 
 
-def error_response(status: int, message: str, param: str | None = None, code: str | None = None) -> JSONResponse:
-    """OpenAI's error body with `status`."""
+def error_response(
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """OpenAI's error body with `status` (and `headers`, such as a 405's `Allow`)."""
     body = ErrorResponse(
         error=ErrorInfo(message=message, type=ERROR_TYPES.get(status, "server_error"), param=param, code=code)
     )
-    return JSONResponse(body.model_dump(), status_code=status)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def error_chunk(error: Exception) -> str:
@@ -92,7 +105,7 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return error_response(error.status_code, str(error.detail))
+        return error_response(error.status_code, str(error.detail), headers=error.headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, error: Exception) -> JSONResponse:

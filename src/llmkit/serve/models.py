@@ -1,34 +1,68 @@
-"""`/v1/models`, `/tokenize`, `/detokenize`: what the server serves and how it tokenizes."""
+"""`/v1/models`, adapter loading, `/tokenize`, `/detokenize`: what the server serves and how it tokenizes."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+from llmkit.errors import ModelNotFoundError
 from llmkit.serve.chat import chat_prompt
 from llmkit.serve.errors import invalid
 from llmkit.serve.protocol import (
     DetokenizeRequest,
     DetokenizeResponse,
+    LoadAdapterRequest,
     ModelCard,
+    ModelDeleted,
     ModelList,
     TokenizeRequest,
     TokenizeResponse,
+    UnloadAdapterRequest,
 )
-from llmkit.serve.serving import ServingContext
+from llmkit.serve.serving import ServedModel, ServingContext
+
+logger = logging.getLogger("llmkit.serve")
 
 
 def list_models(ctx: ServingContext) -> ModelList:
-    """Every model id this server answers to."""
-    return ModelList(data=[ModelCard(id=ctx.model_id, max_model_len=ctx.max_seq_len)])
+    """Every model id this server answers to: the base model, then each loaded adapter."""
+    return ModelList(data=[_card(ctx, ServedModel(ctx.model_id))] + [_card(ctx, ServedModel(name, name)) for name in ctx.llm.engine.adapters])
 
 
 def get_model(ctx: ServingContext, model_id: str) -> ModelCard:
     """One model's card; 404 for an id the server does not serve."""
-    ctx.check_model(model_id)
-    return ModelCard(id=ctx.model_id, max_model_len=ctx.max_seq_len)
+    return _card(ctx, ctx.resolve(model_id))
+
+
+async def load_adapter(ctx: ServingContext, request: LoadAdapterRequest) -> ModelCard:
+    """Serve the LoRA adapter at `lora_path` as model `lora_name` from now on (loaded between engine steps)."""
+    if request.lora_name == ctx.model_id:
+        raise invalid(f"{request.lora_name!r} is the base model's id: pick another lora_name", "lora_name")
+    try:
+        await ctx.engine.call(lambda engine: engine.load_adapter(request.lora_name, Path(request.lora_path)))
+    except ModelNotFoundError as error:
+        raise invalid(str(error), "lora_path") from error
+    logger.info("loaded adapter %s from %s", request.lora_name, request.lora_path)
+    return _card(ctx, ServedModel(request.lora_name, request.lora_name))
+
+
+async def unload_adapter(ctx: ServingContext, request: UnloadAdapterRequest) -> ModelDeleted:
+    """Stop serving adapter `lora_name` (refused while requests still use it) and free its weights."""
+    await ctx.engine.call(lambda engine: engine.unload_adapter(request.lora_name))
+    logger.info("unloaded adapter %s", request.lora_name)
+    return ModelDeleted(id=request.lora_name)
+
+
+def _card(ctx: ServingContext, served: ServedModel) -> ModelCard:
+    if served.adapter is None:
+        return ModelCard(id=served.id, max_model_len=ctx.max_seq_len)
+    root = ctx.llm.engine.adapters.get(served.adapter)
+    return ModelCard(id=served.id, max_model_len=ctx.max_seq_len, root=str(root) if root else None, parent=ctx.model_id)
 
 
 def tokenize(ctx: ServingContext, request: TokenizeRequest) -> TokenizeResponse:
     """Token ids of a text prompt, or of chat messages rendered with the model's chat template."""
-    ctx.check_model(request.model)
+    ctx.resolve(request.model)
     if (request.prompt is None) == (request.messages is None):
         raise invalid("give exactly one of prompt (text) or messages (a chat)", "prompt")
     if request.messages is not None:
@@ -40,7 +74,7 @@ def tokenize(ctx: ServingContext, request: TokenizeRequest) -> TokenizeResponse:
 
 def detokenize(ctx: ServingContext, request: DetokenizeRequest) -> DetokenizeResponse:
     """The text of a list of token ids (400 for ids outside the vocabulary)."""
-    ctx.check_model(request.model)
+    ctx.resolve(request.model)
     vocab = len(ctx.tokenizer)
     bad = [t for t in request.tokens if not 0 <= t < vocab]
     if bad:

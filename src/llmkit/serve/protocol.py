@@ -45,11 +45,30 @@ class ModelCard(OpenAIModel):
     created: int = Field(default_factory=lambda: int(time.time()))
     owned_by: str = "llmkit"
     max_model_len: int | None = None
+    root: str | None = Field(None, description="Where the weights came from (an adapter's directory).")
+    parent: str | None = Field(None, description="The base model an adapter runs on.")
 
 
 class ModelList(OpenAIModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class LoadAdapterRequest(OpenAIModel):
+    """Serve a LoRA adapter directory (PEFT format) as a new model id (vLLM's field names)."""
+
+    lora_name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.:/@+-]+$")
+    lora_path: str = Field(min_length=1, max_length=4096)
+
+
+class UnloadAdapterRequest(OpenAIModel):
+    lora_name: str = Field(min_length=1, max_length=200)
+
+
+class ModelDeleted(OpenAIModel):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True
 
 
 # ---- shared request parts -----------------------------------------------------------------------

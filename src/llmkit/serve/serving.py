@@ -30,6 +30,14 @@ logger = logging.getLogger("llmkit.serve")
 _DONE = object()
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    """A model id this server answers to, and the LoRA adapter that serves it (None: the base model)."""
+
+    id: str
+    adapter: str | None = None
+
+
 @dataclass
 class Sampling:
     """A request's engine parameters; `copies` > 1 when greedy `n` > 1 is served by one decode, copied."""
@@ -57,12 +65,16 @@ class ServingContext:
     def max_seq_len(self) -> int:
         return self.llm.engine.max_seq_len
 
-    def check_model(self, model: str | None) -> None:
-        """Raise 404 for a model id this server does not serve (no id means the server's model)."""
-        if model is not None and model != self.model_id:
-            error = ModelNotFoundError(f"the model {model!r} does not exist here: this server serves {self.model_id!r}")
-            error.param = "model"
-            raise error
+    def resolve(self, model: str | None) -> ServedModel:
+        """The model a request names: the base model (also when none is named) or a loaded adapter; else 404."""
+        if model is None or model == self.model_id:
+            return ServedModel(self.model_id)
+        if model in self.llm.engine.adapters:
+            return ServedModel(model, adapter=model)
+        served = ", ".join([self.model_id, *self.llm.engine.adapters])
+        error = ModelNotFoundError(f"the model {model!r} does not exist here: this server serves {served}")
+        error.param = "model"
+        raise error
 
     def sampling(
         self, request: SamplingRequest, prompts: Sequence[Sequence[int]], max_tokens: int | None, logprobs: int | None
@@ -110,21 +122,21 @@ class ServingContext:
         return Sampling(params, request.n, request.n if greedy else 1)
 
     async def start(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams, id_prefix: str
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, id_prefix: str, served: ServedModel
     ) -> tuple[AsyncIterator[tuple[int, RequestOutput]], RequestLog]:
         """Admit `prompts` as one logged request (id `{id_prefix}-…`); a refusal is logged "rejected" and raised."""
-        log = RequestLog(f"{id_prefix}-{uuid.uuid4().hex}", self.model_id)
+        log = RequestLog(f"{id_prefix}-{uuid.uuid4().hex}", served.id)
         try:
-            stream = await self.generate(prompts, params, log.request_id)
+            stream = await self.generate(prompts, params, log.request_id, served.adapter)
         except BaseException:
             log.done("rejected")
             raise
         return stream, log
 
     async def generate(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams, request_id: str
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, request_id: str, adapter: str | None = None
     ) -> AsyncIterator[tuple[int, RequestOutput]]:
-        """Run every prompt as its own engine request; yield (prompt index, output) as they arrive.
+        """Run every prompt as its own engine request (through `adapter`); yield (prompt index, output) as they arrive.
 
         The first output is awaited before this returns, so admission errors (a full queue, a prompt the
         engine refuses) surface as the caller's exception, before any response has started.
@@ -132,7 +144,9 @@ class ServingContext:
         """
         started = time.perf_counter()
         streams = [
-            self.engine.generate(prompt, params, request_id=f"{request_id}-{i}" if len(prompts) > 1 else request_id)
+            self.engine.generate(
+                prompt, params, request_id=f"{request_id}-{i}" if len(prompts) > 1 else request_id, adapter=adapter
+            )
             for i, prompt in enumerate(prompts)
         ]
         merged = self.metrics.observe(merge_streams(streams), prompts, started)
