@@ -13,6 +13,7 @@ import itertools
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from llmkit.engine.engine import Engine
@@ -47,6 +48,42 @@ class AsyncEngine:
     def num_requests(self) -> int:
         """Requests accepted and not yet finished (waiting or running)."""
         return len(self._listeners)
+
+    # What a server reads about the engine; len() of the engine thread's list or deque is atomic.
+
+    @property
+    def tokenizer(self):
+        return self.engine.tokenizer
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.engine.max_seq_len
+
+    @property
+    def adapters(self) -> dict[str, Path]:
+        return self.engine.adapters
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a batch slot."""
+        return len(self.engine.waiting)
+
+    @property
+    def batch_size(self) -> int:
+        """Sequences (rows) in the running batch."""
+        return len(self.engine.rows)
+
+    def check_request(self, prompt_token_ids: Sequence[int], params: SamplingParams, adapter: str | None = None) -> None:
+        """Raise `InvalidRequestError` now, in the caller, for a request the engine would refuse."""
+        self.engine.check_request(prompt_token_ids, params, adapter)
+
+    async def load_adapter(self, name: str, path: Path) -> None:
+        """Load a LoRA adapter between two engine steps."""
+        await self.call(lambda engine: engine.load_adapter(name, path))
+
+    async def unload_adapter(self, name: str) -> None:
+        """Unload a LoRA adapter between two engine steps (refused while requests use it)."""
+        await self.call(lambda engine: engine.unload_adapter(name))
 
     async def generate(
         self,

@@ -8,7 +8,7 @@ self-contained web chat page (`serve/static/chat.html`) that talks to these rout
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
 
@@ -42,14 +42,14 @@ from llmkit.serve.protocol import (
     UnloadAdapterRequest,
 )
 from llmkit.serve.metrics import RequestCounter, ServerMetrics
-from llmkit.serve.serving import ServingContext
+from llmkit.serve.serving import ServingContext, ServingEngine
 
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429)}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def create_app(
-    llm: LLM,
+    llm: LLM | Callable[[], ServingEngine],
     *,
     model_id: str,
     api_key: str | None = None,
@@ -57,13 +57,19 @@ def create_app(
     cors_origins: Sequence[str] = (),
     max_body_bytes: int = 1_000_000,
 ) -> FastAPI:
-    """An OpenAI-compatible app serving `llm` as `model_id`; its engine thread lives as long as the app."""
-    metrics = ServerMetrics(llm.engine)
+    """An OpenAI-compatible app serving `llm` as `model_id`; its engine lives as long as the app.
+
+    `llm` is an `LLM` (our engine, run on a thread with at most `max_queue` requests in flight) or a
+    function that starts another backend's `ServingEngine` (called when the app starts).
+    """
+    metrics = ServerMetrics()
+    start_engine = (lambda: AsyncEngine(llm.engine, max_queue=max_queue)) if isinstance(llm, LLM) else llm
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = AsyncEngine(llm.engine, max_queue=max_queue)
-        app.state.serving = ServingContext(llm, engine, model_id, metrics)
+        engine = start_engine()
+        metrics.watch(engine)
+        app.state.serving = ServingContext(engine, model_id, metrics)
         try:
             yield
         finally:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import RequestOutput
+
+if TYPE_CHECKING:
+    from llmkit.serve.serving import ServingEngine
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -21,7 +24,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class ServerMetrics:
     """The server's counters, gauges and histograms, in a registry of their own."""
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "llmkit_requests", "HTTP requests answered, by route and status class.", ["route", "status"],
@@ -41,12 +44,13 @@ class ServerMetrics:
             "llmkit_inter_token_latency_seconds", "Between consecutive generated tokens of one prompt.",
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )
-        if engine is not None:
-            # Read at scrape time from the engine thread's lists; len() of a list or deque is atomic.
-            waiting = Gauge("llmkit_queue_depth", "Requests waiting for a batch slot.", registry=self.registry)
-            waiting.set_function(lambda: len(engine.waiting))
-            running = Gauge("llmkit_running_batch_size", "Sequences (rows) in the batch.", registry=self.registry)
-            running.set_function(lambda: len(engine.rows))
+
+    def watch(self, engine: ServingEngine) -> None:
+        """Report `engine`'s queue depth and batch size, read at scrape time."""
+        waiting = Gauge("llmkit_queue_depth", "Requests waiting for a batch slot.", registry=self.registry)
+        waiting.set_function(lambda: engine.queue_depth)
+        running = Gauge("llmkit_running_batch_size", "Sequences (rows) in the batch.", registry=self.registry)
+        running.set_function(lambda: engine.batch_size)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""

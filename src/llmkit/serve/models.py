@@ -26,7 +26,8 @@ logger = logging.getLogger("llmkit.serve")
 
 def list_models(ctx: ServingContext) -> ModelList:
     """Every model id this server answers to: the base model, then each loaded adapter."""
-    return ModelList(data=[_card(ctx, ServedModel(ctx.model_id))] + [_card(ctx, ServedModel(name, name)) for name in ctx.llm.engine.adapters])
+    adapters = [_card(ctx, ServedModel(name, name)) for name in ctx.engine.adapters]
+    return ModelList(data=[_card(ctx, ServedModel(ctx.model_id)), *adapters])
 
 
 def get_model(ctx: ServingContext, model_id: str) -> ModelCard:
@@ -39,7 +40,7 @@ async def load_adapter(ctx: ServingContext, request: LoadAdapterRequest) -> Mode
     if request.lora_name == ctx.model_id:
         raise invalid(f"{request.lora_name!r} is the base model's id: pick another lora_name", "lora_name")
     try:
-        await ctx.engine.call(lambda engine: engine.load_adapter(request.lora_name, Path(request.lora_path)))
+        await ctx.engine.load_adapter(request.lora_name, Path(request.lora_path))
     except ModelNotFoundError as error:
         raise invalid(str(error), "lora_path") from error
     logger.info("loaded adapter %s from %s", request.lora_name, request.lora_path)
@@ -48,7 +49,7 @@ async def load_adapter(ctx: ServingContext, request: LoadAdapterRequest) -> Mode
 
 async def unload_adapter(ctx: ServingContext, request: UnloadAdapterRequest) -> ModelDeleted:
     """Stop serving adapter `lora_name` (refused while requests still use it) and free its weights."""
-    await ctx.engine.call(lambda engine: engine.unload_adapter(request.lora_name))
+    await ctx.engine.unload_adapter(request.lora_name)
     logger.info("unloaded adapter %s", request.lora_name)
     return ModelDeleted(id=request.lora_name)
 
@@ -56,7 +57,7 @@ async def unload_adapter(ctx: ServingContext, request: UnloadAdapterRequest) -> 
 def _card(ctx: ServingContext, served: ServedModel) -> ModelCard:
     if served.adapter is None:
         return ModelCard(id=served.id, max_model_len=ctx.max_seq_len)
-    root = ctx.llm.engine.adapters.get(served.adapter)
+    root = ctx.engine.adapters.get(served.adapter)
     return ModelCard(id=served.id, max_model_len=ctx.max_seq_len, root=str(root) if root else None, parent=ctx.model_id)
 
 

@@ -11,13 +11,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from llmkit.api import LLM
-from llmkit.engine.async_engine import AsyncEngine
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
 from llmkit.errors import ModelNotFoundError
@@ -47,31 +47,54 @@ class Sampling:
     copies: int = 1
 
 
+class ServingEngine(Protocol):
+    """What the routes need from an engine: `AsyncEngine` (our engine on a thread) or another backend's."""
+
+    tokenizer: Any
+    max_seq_len: int
+    adapters: Mapping[str, Path]
+    num_requests: int
+    queue_depth: int
+    batch_size: int
+
+    def check_request(self, prompt_token_ids: Sequence[int], params: SamplingParams, adapter: str | None = None) -> None: ...
+
+    def generate(
+        self, prompt_token_ids: Sequence[int], params: SamplingParams, request_id: str | None = None,
+        adapter: str | None = None,
+    ) -> AsyncIterator[RequestOutput]: ...
+
+    async def load_adapter(self, name: str, path: Path) -> None: ...
+
+    async def unload_adapter(self, name: str) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
 @dataclass
 class ServingContext:
-    """The served model and its engine, shared by every route of one app."""
+    """The served model's engine, shared by every route of one app."""
 
-    llm: LLM
-    engine: AsyncEngine
+    engine: ServingEngine
     model_id: str
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     _token_text: dict[int, str] = field(default_factory=dict)
 
     @property
     def tokenizer(self):
-        return self.llm.tokenizer
+        return self.engine.tokenizer
 
     @property
     def max_seq_len(self) -> int:
-        return self.llm.engine.max_seq_len
+        return self.engine.max_seq_len
 
     def resolve(self, model: str | None) -> ServedModel:
         """The model a request names: the base model (also when none is named) or a loaded adapter; else 404."""
         if model is None or model == self.model_id:
             return ServedModel(self.model_id)
-        if model in self.llm.engine.adapters:
+        if model in self.engine.adapters:
             return ServedModel(model, adapter=model)
-        served = ", ".join([self.model_id, *self.llm.engine.adapters])
+        served = ", ".join([self.model_id, *self.engine.adapters])
         error = ModelNotFoundError(f"the model {model!r} does not exist here: this server serves {served}")
         error.param = "model"
         raise error
@@ -118,7 +141,7 @@ class ServingContext:
         )
         params = SamplingParams.create(**kwargs)
         for prompt in prompts:
-            self.llm.engine.check_request(prompt, params)
+            self.engine.check_request(prompt, params)
         return Sampling(params, request.n, request.n if greedy else 1)
 
     async def start(
