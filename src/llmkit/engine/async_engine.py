@@ -161,7 +161,7 @@ class AsyncEngine:
                 _, request_id, prompt, params, adapter = command
                 try:
                     self.engine.add_request(prompt, params, request_id=request_id, adapter=adapter)
-                except LLMKitError as error:
+                except Exception as error:  # this request fails alone; the engine thread keeps serving
                     self._deliver(request_id, error)
             elif command[0] == "abort":
                 self.engine.abort(command[1])

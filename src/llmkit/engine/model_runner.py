@@ -147,12 +147,19 @@ class ModelRunner:
             raise InvalidRequestError("this model was loaded with a fixed adapter; named adapters cannot join it")
         if name in self._named_adapters:
             raise InvalidRequestError(f"an adapter named {name!r} is already loaded")
-        if not (Path(path) / "adapter_config.json").is_file():
+        try:
+            is_adapter = (Path(path) / "adapter_config.json").is_file()
+        except OSError:  # e.g. a name too long for the file system
+            is_adapter = False
+        if not is_adapter:
             raise ModelNotFoundError(f"{path} is not a LoRA adapter directory (no adapter_config.json)")
-        if _is_peft(self.model):
-            self.model.load_adapter(str(path), adapter_name=name)
-        else:
-            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+        try:
+            if _is_peft(self.model):
+                self.model.load_adapter(str(path), adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+        except (ValueError, KeyError, RuntimeError, OSError) as error:  # PEFT: wrong base, bad or unreadable weights
+            raise InvalidRequestError(f"cannot load the adapter at {path} onto this model: {error}") from None
         self.model.eval()
         self._named_adapters[name] = Path(path)
 

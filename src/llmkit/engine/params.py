@@ -41,6 +41,9 @@ class ResponseFormat(BaseModel):
         return self.type != "text"
 
 
+GREEDY_BELOW = 1e-5
+
+
 class SamplingParams(BaseModel):
     """How to decode one request: strategy, logits processors and stopping rules."""
 
@@ -64,7 +67,9 @@ class SamplingParams(BaseModel):
     stop: list[str] = Field(default_factory=list, description="Stop strings; the stop string is not returned.")
     stop_token_ids: list[int] = Field(default_factory=list, description="Extra token ids that end generation.")
     ignore_eos: bool = Field(False, description="Keep generating past the model's EOS token.")
-    seed: int | None = Field(None, description="Seed of this request's own random generator.")
+    seed: int | None = Field(
+        None, ge=-(2**63), lt=2**64, description="Seed of this request's own random generator (64-bit)."
+    )
     logprobs: int | None = Field(None, ge=0, le=20, description="Return the chosen token's logprob and this many alternatives.")
     skip_special_tokens: bool = Field(True, description="Drop special tokens from the returned text.")
     response_format: ResponseFormat | None = Field(None, description="Hold the output to JSON or a JSON schema.")
@@ -111,8 +116,11 @@ class SamplingParams(BaseModel):
 
     @property
     def sampling(self) -> bool:
-        """True when tokens are drawn at random (do_sample with a non-zero temperature)."""
-        return self.do_sample and self.temperature > 0.0
+        """True when tokens are drawn at random: do_sample with a temperature that does not overflow the logits.
+
+        Temperatures under 1e-5 decode greedily (as in vLLM): dividing logits by them gives inf / NaN.
+        """
+        return self.do_sample and self.temperature >= GREEDY_BELOW
 
     @property
     def beam_search(self) -> bool:

@@ -7,13 +7,26 @@ know are range-checked here so a bad one is a 400 naming the field, never a fail
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from llmkit.engine.params import ResponseFormat
+from llmkit.engine.params import GREEDY_BELOW, ResponseFormat
 
 FinishReason = Literal["stop", "length", "abort"]
+INT64 = 2**63
+
+
+def _unicode(text: str) -> str:
+    """Refuse lone UTF-16 surrogates (JSON's `"\\ud800"`): no tokenizer can encode them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate escape (like \\ud800), which is not Unicode text") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class OpenAIModel(BaseModel):
@@ -83,13 +96,13 @@ class SamplingRequest(OpenAIModel):
 
     model: str | None = Field(None, description="Model id; the server's model when left out.")
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate; default: fill the context.")
-    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 (or under 1e-5) means greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=128, description="Completions per prompt.")
     stop: str | list[str] | None = Field(None, description="Up to 4 stop strings, not returned.")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-INT64, lt=INT64)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     user: str | None = Field(None, description="Accepted for compatibility; ignored.")
@@ -97,14 +110,20 @@ class SamplingRequest(OpenAIModel):
     # vLLM extensions
     top_k: int = Field(0, ge=-1, description="Keep the k most likely tokens; 0 or -1 disables.")
     min_p: float = Field(0.0, ge=0.0, le=1.0)
-    repetition_penalty: float = Field(1.0, gt=0.0)
+    repetition_penalty: float = Field(1.0, ge=0.01, le=100.0)
     min_tokens: int = Field(0, ge=0)
     ignore_eos: bool = False
     use_beam_search: bool = False
     num_beams: int | None = Field(None, ge=1, le=64)
-    length_penalty: float = 1.0
+    length_penalty: float = Field(1.0, ge=-10.0, le=10.0)
     stop_token_ids: list[int] | None = None
     skip_special_tokens: bool = True
+
+    @field_validator("temperature")
+    @classmethod
+    def _tiny_temperature_is_greedy(cls, value: float) -> float:
+        """A temperature too small to divide logits by decodes greedily, as 0 does."""
+        return 0.0 if value < GREEDY_BELOW else value
 
 
 # ---- chat ---------------------------------------------------------------------------------------
@@ -112,12 +131,12 @@ class SamplingRequest(OpenAIModel):
 
 class ContentPart(OpenAIModel):
     type: str
-    text: str | None = None
+    text: Text | None = None
 
 
 class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
     name: str | None = None
 
 
@@ -194,7 +213,7 @@ class ChatCompletionChunk(OpenAIModel):
 
 
 class CompletionRequest(SamplingRequest):
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+    prompt: Text | list[Text] | list[int] | list[list[int]] = Field(
         ..., description="A string, a list of strings, a list of token ids, or a list of token-id lists."
     )
     logprobs: int | None = Field(None, ge=0, le=20, description="Return logprobs with this many alternatives.")
@@ -234,7 +253,7 @@ class TokenizeRequest(OpenAIModel):
     """Either `prompt` (plain text) or `messages` (rendered with the chat template)."""
 
     model: str | None = None
-    prompt: str | None = None
+    prompt: Text | None = None
     messages: list[ChatMessage] | None = None
     add_special_tokens: bool = True
     add_generation_prompt: bool = True
@@ -259,7 +278,7 @@ class DetokenizeResponse(OpenAIModel):
 
 
 class EmbeddingRequest(OpenAIModel):
-    input: str | list[str] | list[int] | list[list[int]] = Field(
+    input: Text | list[Text] | list[int] | list[list[int]] = Field(
         ..., description="A string or a list of strings (token-id lists are not supported)."
     )
     model: str | None = Field(None, description="A sentence-transformers model; all-minilm-l6-v2 when left out.")
