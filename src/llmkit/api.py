@@ -6,20 +6,25 @@ feel at home; `generate` takes transformers' sampling names and returns the engi
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import torch
 
 from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
-from llmkit.hub import ProgressCallback
+from llmkit.errors import InvalidRequestError
+from llmkit.hub import ProgressCallback, gguf_file, resolve
 from llmkit.models import load, render_chat
+from llmkit.models.loading import load_tokenizer
 
 Message = dict[str, str]
 Dialog = list[Message]
+Backend = Literal["torch", "llamacpp"]
+"""What runs the model: transformers (any model, CPU or GPU) or llama.cpp (GGUF models, fastest on CPU)."""
 
 
 class CompletionPrediction(TypedDict, total=False):
@@ -55,10 +60,26 @@ class LLM:
         adapter: str | Path | None = None,
         chat_template: str | Path | None = None,
         progress: ProgressCallback | None = None,
+        backend: Backend = "torch",
     ) -> LLM:
-        """Resolve and load `model` (a name, path or hub id) and start an engine for it."""
+        """Resolve and load `model` (a name, path or hub id) and start an engine for it on `backend`.
+
+        `backend="llamacpp"` runs the model's GGUF file with llama.cpp on the CPU (`pip install llmkit[llamacpp]`).
+        """
+        if backend not in ("torch", "llamacpp"):
+            raise InvalidRequestError(f"unknown backend {backend!r}: use torch or llamacpp")
         if seed is not None:
             torch.manual_seed(seed)
+        if backend == "llamacpp":
+            _check_llamacpp_options(dtype, device, adapter)
+            from llmkit.engine.llamacpp_runner import LlamaCppRunner
+
+            gguf = gguf_file(model)
+            tokenizer = load_tokenizer(resolve(model, progress=progress), chat_template)
+            engine = Engine(
+                gguf, tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len, runner_class=LlamaCppRunner
+            )
+            return cls(engine)
         loaded = load(
             model, dtype=dtype, device=device, adapter=adapter, chat_template=chat_template, progress=progress
         )
@@ -146,3 +167,17 @@ class LLM:
 
 def _chosen_logprobs(out: CompletionOutput) -> list[float]:
     return [lp.logprob for lp in out.logprobs] if out.logprobs else []
+
+
+def _check_llamacpp_options(dtype: str, device: str, adapter: str | Path | None) -> None:
+    """Refuse what the llamacpp backend cannot do, before anything is loaded."""
+    if adapter is not None:
+        raise InvalidRequestError("LoRA adapters need the torch backend (--backend torch)")
+    if dtype != "auto":
+        raise InvalidRequestError(
+            f"dtype {dtype!r} does not apply to the llamacpp backend: it runs the GGUF file's own weights"
+        )
+    if device not in ("auto", "cpu"):
+        raise InvalidRequestError(f"the llamacpp backend runs on the CPU, not {device!r}: use the torch backend")
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise InvalidRequestError("the llamacpp backend needs llama-cpp-python: pip install 'llmkit[llamacpp]'")

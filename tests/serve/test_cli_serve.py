@@ -24,14 +24,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_llmkit_serve_prints_url_and_logs_requests(tmp_path):
+def test_llmkit_serve_prints_url_and_logs_requests(tmp_path, lora_adapters):
     port = free_port()
     stderr_path = tmp_path / "stderr.txt"
     env = {**os.environ, "LLMKIT_API_KEY": "cli-key"}
     with stderr_path.open("w") as stderr:
         process = subprocess.Popen(
             [str(LLMKIT), "serve", "--port", str(port), "--max-seq-len", "256", "--max-batch-size", "2",
-             "--dtype", "float32", "--served-model-name", "smol"],
+             "--dtype", "float32", "--served-model-name", "smol", "--adapter", f"alpha={lora_adapters['alpha']}"],
             stdout=subprocess.DEVNULL, stderr=stderr, env=env,
         )
     try:
@@ -50,10 +50,29 @@ def test_llmkit_serve_prints_url_and_logs_requests(tmp_path):
         assert httpx.get(f"{url}/v1/models").status_code == 401
         body = {"model": "smol", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0}
         answer = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60).json()
+        adapted = httpx.post(f"{url}/v1/chat/completions", json={**body, "model": "alpha"}, headers=headers, timeout=60)
+        assert adapted.json()["model"] == "alpha"
         time.sleep(0.2)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     log = stderr_path.read_text()
-    assert f"http://127.0.0.1:{port}/v1" in log and "smol" in log
+    assert f"http://127.0.0.1:{port}/v1" in log and "models: smol, alpha" in log
     assert f"{answer['id']} model=smol tokens_in={answer['usage']['prompt_tokens']} tokens_out=3" in log
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--backend", "vllm"], "the vLLM backend needs vLLM"),
+        (["--adapter", "=nowhere"], "write NAME=PATH"),
+        (["--adapter", "x=/nonexistent/adapter"], "not a LoRA adapter directory"),
+    ],
+)
+def test_bad_serve_options_fail_with_one_line(arguments, message):
+    result = subprocess.run(
+        [str(LLMKIT), "serve", "--port", str(free_port()), "--dtype", "float32", *arguments],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

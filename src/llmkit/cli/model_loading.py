@@ -11,17 +11,19 @@ from llmkit.cli.console import err_console
 from llmkit.cli.hub import conversion_progress
 
 
-def build_llm(options: dict[str, Any]) -> LLM:
-    """Load the model named by the `MODEL_OPTIONS` values and start its engine."""
+def build_llm(options: dict[str, Any], max_batch_size: int = 8) -> LLM:
+    """Load the model named by the `MODEL_OPTIONS` values and start its engine (`max_batch_size` rows)."""
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     with err_console.status(f"loading {options['model']}…"), conversion_progress() as progress:
         return LLM.build(
             options["model"],
             max_seq_len=options["max_seq_len"],
+            max_batch_size=max_batch_size,
             dtype=options["dtype"],
             device=options["device"],
             adapter=options.get("adapter"),
             chat_template=options["chat_template"],
             progress=progress,
+            backend=options["backend"],
         )

@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 import typer
 
+from llmkit.api import Backend
+
 OptionGroup = dict[str, tuple[Any, Any]]
 
 DEFAULT_TEMPERATURE = 0.2  # low: small models wander at higher temperatures
@@ -28,6 +30,10 @@ MODEL_OPTIONS: OptionGroup = {
         typer.Option(None, "--chat-template", help="Jinja chat template file, for models without one."),
     ),
     "adapter": (Optional[Path], typer.Option(None, "--adapter", help="A LoRA adapter directory (PEFT).")),
+    "backend": (
+        Backend,
+        typer.Option("torch", "--backend", help="torch, or llamacpp: GGUF models on the CPU (needs llama-cpp-python)."),
+    ),
 }
 
 SAMPLING_OPTIONS: OptionGroup = {

@@ -9,14 +9,16 @@ from typing import Any, Optional
 
 import typer
 
-from llmkit.api import LLM
 from llmkit.cli.console import err_console
 from llmkit.cli.model_loading import build_llm
 from llmkit.cli.options import MODEL_OPTIONS, add_options
-from llmkit.engine.engine import Engine
 
 
-SERVE_MODEL_OPTIONS = {name: option for name, option in MODEL_OPTIONS.items() if name != "adapter"}
+SERVE_MODEL_OPTIONS = {name: option for name, option in MODEL_OPTIONS.items() if name not in ("adapter", "backend")}
+SERVE_MODEL_OPTIONS["backend"] = (
+    str,
+    typer.Option("torch", "--backend", help="torch, llamacpp (GGUF on CPU) or vllm (GPU; needs vllm installed)."),
+)
 
 
 @add_options(SERVE_MODEL_OPTIONS, into="model_options")
@@ -43,19 +45,42 @@ def serve(
     from llmkit.serve import create_app
 
     adapters = dict(_parse_adapter(spec) for spec in adapter or ())
-    llm = build_llm(model_options)
-    if max_batch_size != llm.engine.max_batch_size:
-        llm = LLM(Engine(llm.model, llm.tokenizer, max_batch_size=max_batch_size, max_seq_len=llm.engine.max_seq_len))
-    for name, path in adapters.items():
-        llm.engine.load_adapter(name, path)
     model_id = served_model_name or model_options["model"]
-    app = create_app(llm, model_id=model_id, api_key=api_key, max_queue=max_queue, cors_origins=cors_origin or ())
+    if model_options["backend"] == "vllm":
+        engine = _vllm_engine(model_options, adapters, max_batch_size, max_queue)
+        context = model_options["max_seq_len"]
+    else:
+        engine = build_llm(model_options, max_batch_size)
+        for name, path in adapters.items():
+            engine.engine.load_adapter(name, path)
+        context = engine.engine.max_seq_len
+    app = create_app(engine, model_id=model_id, api_key=api_key, max_queue=max_queue, cors_origins=cors_origin or ())
     _log_requests_to_stderr()
     err_console.print(f"serving [bold]{model_id}[/] at [bold]http://{host}:{port}/v1[/]"
                       f"{' (API key required)' if api_key else ''}")
-    err_console.print(f"[dim]models: {', '.join([model_id, *adapters])} · max batch {max_batch_size} · "
-                      f"context {llm.engine.max_seq_len}[/]")
+    err_console.print(f"[dim]models: {', '.join([model_id, *adapters])} · {model_options['backend']} backend · "
+                      f"max batch {max_batch_size} · context {context}[/]")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _vllm_engine(options: dict[str, Any], adapters: dict[str, Path], max_batch_size: int, max_queue: int):
+    """A function that starts vLLM on the model's local directory, called when the app starts (in its event loop)."""
+    from llmkit.hub import resolve
+    from llmkit.serve.vllm_engine import VllmEngine, require_vllm
+
+    require_vllm()  # fail now, with one clear line, rather than when uvicorn starts the app
+    directory = resolve(options["model"])
+
+    def start() -> VllmEngine:
+        engine = VllmEngine.start(
+            directory, max_seq_len=options["max_seq_len"], max_batch_size=max_batch_size, dtype=options["dtype"],
+            max_queue=max_queue, adapters=adapters,
+        )
+        if options["chat_template"] is not None:
+            engine.tokenizer.chat_template = Path(options["chat_template"]).read_text(encoding="utf-8")
+        return engine
+
+    return start
 
 
 def _parse_adapter(spec: str) -> tuple[str, Path]:

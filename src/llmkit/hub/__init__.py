@@ -6,7 +6,7 @@ from llmkit.hub.estimate import MemoryEstimate, estimate_memory
 from llmkit.hub.gguf import ProgressCallback, convert_gguf
 from llmkit.hub.listing import ModelInfo, list_models
 from llmkit.hub.paths import home
-from llmkit.hub.registry import KNOWN_MODELS, known_names, resolve
+from llmkit.hub.registry import KNOWN_MODELS, gguf_file, known_names, resolve
 
 __all__ = [
     "KNOWN_MODELS",
@@ -18,6 +18,7 @@ __all__ = [
     "download_hf",
     "download_modelscope",
     "estimate_memory",
+    "gguf_file",
     "home",
     "known_names",
     "list_models",

@@ -2,7 +2,8 @@
 
 Accepted forms: a known name (`default`, `smollm2-135m-instruct`, `gemma3-270m`), a local model
 directory, a `.gguf` file (or a directory holding exactly one), a converted-cache folder name, a Hub
-id `org/name`, or `modelscope:org/name`.
+id `org/name`, or `modelscope:org/name`. `gguf_file` finds the GGUF file behind a name instead, for
+backends that run GGUF files themselves (llama.cpp).
 """
 
 from __future__ import annotations
@@ -128,10 +129,33 @@ def _resolve_local(path: Path, progress: ProgressCallback | None) -> Path:
         return convert_gguf(path, progress=progress)
     if (path / "config.json").is_file():
         return path
+    gguf = _folder_gguf(path)
+    if gguf is not None:
+        return convert_gguf(gguf, progress=progress)
+    raise ModelNotFoundError(f"{path} has neither a config.json nor a .gguf file: it is not a model directory")
+
+
+def gguf_file(name: str) -> Path:
+    """The GGUF file behind `name` (a known name, a .gguf file or a folder holding one), for llama.cpp."""
+    canonical = ALIASES.get(name, name)
+    if canonical in KNOWN_MODELS:
+        return KNOWN_MODELS[canonical].locate(True)
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return path
+    gguf = _folder_gguf(path) if path.is_dir() else None
+    if gguf is None:
+        raise ModelNotFoundError(
+            f"{name!r} is not a GGUF model, which the llamacpp backend needs: pass a .gguf file or one of "
+            f"{', '.join(known_names())}, or use the torch backend"
+        )
+    return gguf
+
+
+def _folder_gguf(path: Path) -> Path | None:
+    """The one .gguf file in folder `path`, or None when it has none."""
     ggufs = sorted(path.glob("*.gguf"))
-    if len(ggufs) == 1:
-        return convert_gguf(ggufs[0], progress=progress)
-    if ggufs:
+    if len(ggufs) > 1:
         names = ", ".join(p.name for p in ggufs)
         raise ModelNotFoundError(f"{path} holds several .gguf files ({names}): pass the one to use")
-    raise ModelNotFoundError(f"{path} has neither a config.json nor a .gguf file: it is not a model directory")
+    return ggufs[0] if ggufs else None

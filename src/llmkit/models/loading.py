@@ -72,13 +72,41 @@ def load(
     adapter: str | Path | None = None,
     chat_template: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    quantization_bit: int | None = None,
 ) -> LoadedModel:
-    """Resolve `name`, load model (+ optional LoRA adapter) and tokenizer on `device` in `dtype`, eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Resolve `name`, load model (+ optional LoRA adapter) and tokenizer on `device` in `dtype`, eval mode.
 
+    A LoRA output directory of `llmkit train` (adapter files, no model) loads its base model with it.
+    `quantization_bit` 4 or 8 loads the weights through bitsandbytes (CUDA only), as QLoRA trains them.
+    """
+    from transformers import AutoModelForCausalLM
+
+    base = adapter_base(name)
+    if base is not None:
+        if adapter is not None:
+            raise InvalidRequestError(f"{name} is itself a LoRA adapter: give its base model with --adapter {name}")
+        name, adapter = base, name
     directory = resolve(name, progress=progress)
     target_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, target_device)
+
+    tokenizer = load_tokenizer(directory, chat_template)
+
+    if quantization_bit is None:
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype).to(target_device)
+    else:
+        model = _load_quantized(directory, quantization_bit, torch_dtype)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if adapter is not None:
+        model = _attach_adapter(model, Path(adapter))
+    model.eval()
+    return LoadedModel(model, tokenizer)
+
+
+def load_tokenizer(directory: str | Path, chat_template: str | Path | None = None) -> Any:
+    """The tokenizer of a model directory, with an optional chat-template file and a pad token (EOS) set."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
     if chat_template is not None:
@@ -86,14 +114,33 @@ def load(
     if tokenizer.pad_token is None:
         # Reuse EOS for padding: adding a new token would change the vocabulary and the embedding size.
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype).to(target_device)
-    if model.generation_config is not None and model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if adapter is not None:
-        model = _attach_adapter(model, Path(adapter))
-    model.eval()
-    return LoadedModel(model, tokenizer)
+
+def adapter_base(name: str | Path) -> str | None:
+    """The base model a LoRA adapter directory names (`base_model_name_or_path`), or None for anything else."""
+    import json
+
+    directory = Path(name)
+    config = directory / "adapter_config.json"
+    if not config.is_file() or (directory / "config.json").is_file():
+        return None
+    try:
+        return json.loads(config.read_text())["base_model_name_or_path"] or None
+    except (OSError, ValueError, KeyError):
+        raise ModelNotFoundError(f"{config} does not name its base model (base_model_name_or_path)") from None
+
+
+def _load_quantized(directory: Path, bits: int, compute_dtype: torch.dtype):
+    """The model in 4-bit NF4 or 8-bit weights through bitsandbytes, on the first CUDA device."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if not torch.cuda.is_available():
+        raise InvalidRequestError(f"{bits}-bit loading needs a CUDA GPU (bitsandbytes); this machine has none")
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=bits == 4, load_in_8bit=bits == 8, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype
+    )
+    return AutoModelForCausalLM.from_pretrained(directory, quantization_config=quantization, device_map={"": 0})
 
 
 def _read_template(path: Path) -> str:
