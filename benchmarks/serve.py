@@ -40,14 +40,19 @@ import numpy as np
 from _report import DATA_DIR, console, machine, markdown_table, print_table, section, utc_now, write_section
 from transformers import AutoTokenizer
 
-from llmkit.hub import resolve
-from llmkit.hub.registry import ALIASES, KNOWN_MODELS
+from llmkit.errors import ModelNotFoundError
+from llmkit.hub import gguf_file, resolve
 from llmkit.models import render_chat
 
 PROMPT_FILES = (DATA_DIR / "llama-factory/alpaca_en_demo.json", DATA_DIR / "llama-factory/alpaca_zh_demo.json")
 PROMPTS_PER_FILE = 16
-SERVERS = ("llmkit", "transformers", "llamacpp")
-LABELS = {"llmkit": "llmkit serve", "transformers": "transformers serve", "llamacpp": "llama_cpp.server"}
+SERVERS = ("llmkit", "llmkit-llamacpp", "transformers", "llamacpp")
+LABELS = {
+    "llmkit": "llmkit serve",
+    "llmkit-llamacpp": "llmkit serve (llamacpp)",
+    "transformers": "transformers serve",
+    "llamacpp": "llama_cpp.server",
+}
 START_TIMEOUT_S = 600.0
 REQUEST_TIMEOUT_S = 600.0
 CB_PAGE_SIZE = 256  # transformers' default page size for continuous batching
@@ -105,12 +110,13 @@ def venv_script(name: str) -> str:
     return str(path)
 
 
-def llmkit_server(args: argparse.Namespace, port: int) -> Server:
+def llmkit_server(args: argparse.Namespace, port: int, backend: str = "torch") -> Server:
     """`llmkit serve`, its batch as wide as the highest level; vLLM's `ignore_eos` makes every answer full length."""
     batch = max(args.levels)
-    options = ["--max-batch-size", str(batch), "--dtype", args.dtype]
+    options = ["--max-batch-size", str(batch), "--backend", backend]
+    options += ["--dtype", args.dtype] if backend == "torch" else []
     return Server(
-        name="llmkit",
+        name="llmkit" if backend == "torch" else f"llmkit-{backend}",
         mode=f"llmkit serve {shlex.join(options)}",
         command=[venv_script("llmkit"), "serve", "--model", args.model, "--port", str(port), *options],
         port=port,
@@ -165,12 +171,12 @@ def llamacpp_server(args: argparse.Namespace, port: int, gguf: Path) -> Server:
     )
 
 
-def gguf_file(model: str) -> Path | None:
-    """The GGUF file behind `model`: a known name's packaged file or a `.gguf` path; None for other models."""
-    canonical = ALIASES.get(model, model)
-    if canonical in KNOWN_MODELS:
-        return KNOWN_MODELS[canonical].locate(True)
-    return Path(model) if model.endswith(".gguf") else None
+def gguf_path(model: str) -> Path | None:
+    """The GGUF file behind `model` (a known name's packaged file, a `.gguf` path), None for other models."""
+    try:
+        return gguf_file(model)
+    except ModelNotFoundError:
+        return None
 
 
 @contextmanager
@@ -576,8 +582,10 @@ def build_servers(
             servers.append(transformers_server(args, free_port(), model_dir, prompt_lengths))
         elif importlib.util.find_spec("llama_cpp") is None:
             skipped.append(f"{LABELS[name]}: skipped, `llama_cpp` is not installed (pip install llama-cpp-python)")
-        elif (gguf := gguf_file(args.model)) is None:
+        elif (gguf := gguf_path(args.model)) is None:
             skipped.append(f"{LABELS[name]}: skipped, {args.model} has no GGUF file")
+        elif name == "llmkit-llamacpp":
+            servers.append(llmkit_server(args, free_port(), backend="llamacpp"))
         else:
             servers.append(llamacpp_server(args, free_port(), gguf))
     return servers, skipped

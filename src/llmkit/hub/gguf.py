@@ -78,7 +78,7 @@ def convert_gguf(gguf_path: Path, name: str | None = None, progress: ProgressCal
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         _write_conversion(gguf_path, staging, progress)
-        _replace_dir(staging, target)
+        replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -94,20 +94,24 @@ def _write_conversion(gguf_path: Path, out: Path, progress: ProgressCallback | N
         if progress is not None:
             progress(_STEPS[step], step, len(_STEPS) - 1)
 
-    folder, filename = str(gguf_path.parent), gguf_path.name
-    try:
-        report(0)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        report(1)
-        model = AutoModelForCausalLM.from_pretrained(
-            folder,
-            gguf_file=filename,
-            dtype=torch.float32,
-            # Always unpack to dense tensors: a model kept in GGUF blocks could not be saved as safetensors.
-            quantization_config=GgufConfig(dequantize=True),
-        )
-    except Exception as error:  # transformers raises many kinds for unsupported or corrupt files
-        raise ConversionError(f"could not load GGUF file {gguf_path}: {error}") from error
+    filename = gguf_path.name
+    # transformers prefers a tokenizer.json / config.json lying beside the GGUF (as in an export folder) over
+    # the GGUF's own metadata, and then loses its chat template: read the file from a folder of its own.
+    with tempfile.TemporaryDirectory(prefix="llmkit-gguf-") as alone:
+        (Path(alone) / filename).symlink_to(gguf_path.resolve())
+        try:
+            report(0)
+            tokenizer = AutoTokenizer.from_pretrained(alone, gguf_file=filename)
+            report(1)
+            model = AutoModelForCausalLM.from_pretrained(
+                alone,
+                gguf_file=filename,
+                dtype=torch.float32,
+                # Always unpack to dense tensors: a model kept in GGUF blocks could not be saved as safetensors.
+                quantization_config=GgufConfig(dequantize=True),
+            )
+        except Exception as error:  # transformers raises many kinds for unsupported or corrupt files
+            raise ConversionError(f"could not load GGUF file {gguf_path}: {error}") from error
 
     report(2)
     _forget_gguf_origin(model)
@@ -131,7 +135,7 @@ def _forget_gguf_origin(model) -> None:
         del model.config.quantization_config
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
+def replace_dir(staging: Path, target: Path) -> None:
     if target.exists():
         stale = target.with_name(f".{target.name}-stale-{os.getpid()}")
         os.replace(target, stale)
