@@ -134,6 +134,18 @@ def test_completions_many_prompts_token_ids_and_logprobs(client, smollm):
     assert answer.usage.completion_tokens == sum(len(c.logprobs.tokens) for c in answer.choices)
 
 
+def test_streamed_completion_logprobs_continue_the_text_offsets(client):
+    kwargs = dict(model="smollm2-135m", prompt="The capital of France is", max_tokens=8, temperature=0, logprobs=1)
+    whole = client.completions.create(**kwargs).choices[0].logprobs
+    offsets, tokens = [], []
+    for chunk in client.completions.create(**kwargs, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            offsets += chunk.choices[0].logprobs.text_offset
+            tokens += chunk.choices[0].logprobs.tokens
+    assert tokens == whole.tokens
+    assert offsets == whole.text_offset == [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+
+
 def test_disconnect_aborts_the_request(client, server):
     stream = client.chat.completions.create(
         model=MODEL_ID, messages=FRANCE, max_tokens=400, stream=True, extra_body={"ignore_eos": True}

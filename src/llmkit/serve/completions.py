@@ -98,10 +98,14 @@ async def _chunks(
 
 
 def _logprobs(ctx: ServingContext, out: CompletionOutput, start: int) -> CompletionLogprobs:
-    """OpenAI's legacy completion logprobs for the tokens of `out` from `start` on."""
+    """OpenAI's legacy completion logprobs for the tokens of `out` from `start` on.
+
+    `text_offset` counts from the start of the completion, across stream chunks (as vLLM does).
+    """
     result = CompletionLogprobs()
-    offset = 0
-    for lp in (out.logprobs or [])[start:]:
+    logprobs = out.logprobs or []
+    offset = sum(len(ctx.token_text(lp.token_id)) for lp in logprobs[:start])
+    for lp in logprobs[start:]:
         text = ctx.token_text(lp.token_id)
         result.tokens.append(text)
         result.token_logprobs.append(lp.logprob)
