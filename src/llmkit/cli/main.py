@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmkit.cli import chat, generate, hub, serve
+from llmkit.cli import chat, export, generate, hub, serve, train
 from llmkit.cli.console import exit_with_error
 from llmkit.errors import LLMKitError
 
@@ -21,6 +21,8 @@ app.command("estimate")(hub.estimate)
 app.command("chat")(chat.chat)
 app.command("generate")(generate.generate)
 app.command("serve")(serve.serve)
+app.command("train")(train.train)
+app.command("export")(export.export)
 
 
 def main() -> None:

@@ -1,0 +1,50 @@
+"""`llmkit train CONFIG [key=value ...]`: fine-tune from a YAML config, with a live progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from llmkit.cli.console import console, err_console
+
+
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML training config (see examples/train/)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value settings that override the file."),
+) -> None:
+    """Fine-tune a model (sft, pt) with LoRA, freeze or full training; Ctrl-C saves a checkpoint and stops."""
+    import transformers
+
+    from llmkit.train.config import load_config
+    from llmkit.train.run import train as run_training
+
+    settings = load_config(config, overrides or [])
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console) as progress:
+        task = progress.add_task(f"{settings.stage} {settings.finetuning_type}", total=None, status="loading…")
+
+        def report(record: dict) -> None:
+            if "loss" in record:
+                status = (f"loss {record['loss']:.4f} · lr {record.get('learning_rate', 0):.2e} · "
+                          f"{record.get('tokens_per_second', 0):.0f} tok/s")
+                progress.update(task, completed=record["step"], total=record["max_steps"], status=status)
+            if "eval_loss" in record:
+                progress.console.print(f"step {record['step']}: eval loss {record['eval_loss']:.4f}")
+
+        result = run_training(settings, report)
+    for skipped in result.skipped[:20]:
+        err_console.print(f"[yellow]skipped[/] {skipped}")
+    if len(result.skipped) > 20:
+        err_console.print(f"[yellow]… and {len(result.skipped) - 20} more skipped records[/]")
+    state = "interrupted: checkpoint saved, resume with resume_from_checkpoint=true" if result.interrupted else "done"
+    console.print(f"{state} after {result.global_step} steps · train loss {result.train_loss:.4f}"
+                  + (f" · eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else ""))
+    console.print(f"output: {result.output_dir} (chat with it: llmkit chat --model {result.output_dir})")

@@ -1,0 +1,63 @@
+"""The model a run trains: the base loaded by llmkit, then LoRA adapters, frozen layers or all weights trainable."""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from llmkit.models import load
+from llmkit.train.config import ConfigError, TrainConfig
+
+
+def prepare_model(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the base model and make exactly the parameters `finetuning_type` names trainable."""
+    if config.quantization_bit is not None and not torch.cuda.is_available():
+        raise ConfigError(
+            f"quantization_bit: {config.quantization_bit}-bit QLoRA needs a CUDA GPU and bitsandbytes; "
+            "on a CPU remove quantization_bit (plain LoRA)"
+        )
+    loaded = load(
+        config.model_name_or_path,
+        dtype="bfloat16" if config.bf16 else "float32",
+        device="cpu",  # the Trainer (or accelerate) places it
+        chat_template=config.template,
+        quantization_bit=config.quantization_bit,
+    )
+    model = loaded.model
+    model.config.use_cache = False
+    if config.finetuning_type == "lora":
+        model = _add_lora(model, config)
+    elif config.finetuning_type == "freeze":
+        _train_last_layers(model, config.freeze_trainable_layers)
+    else:
+        model.requires_grad_(True)
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()  # LoRA / frozen embeddings: checkpointed blocks still need a grad path
+    return model, loaded.tokenizer
+
+
+def _add_lora(model: PreTrainedModel, config: TrainConfig) -> PreTrainedModel:
+    from peft import LoraConfig, get_peft_model
+
+    targets = "all-linear" if config.lora_target == "all" else [n.strip() for n in config.lora_target.split(",")]
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.alpha, lora_dropout=config.lora_dropout, target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        peft_model = get_peft_model(model, lora)
+    except ValueError as error:  # PEFT: target modules not found in the model
+        raise ConfigError(f"lora_target: {error}") from None
+    # Recorded in adapter_config.json: `llmkit chat --model OUT` loads this base, by the name the user gave.
+    peft_model.peft_config["default"].base_model_name_or_path = config.model_name_or_path
+    return peft_model
+
+
+def _train_last_layers(model: PreTrainedModel, count: int) -> None:
+    """Freeze everything but the last `count` decoder layers (LLaMA-Factory's `freeze` tuning)."""
+    layers = model.get_decoder().layers
+    if count > len(layers):
+        raise ConfigError(f"freeze_trainable_layers: the model has {len(layers)} layers, not {count}")
+    model.requires_grad_(False)
+    for layer in layers[-count:]:
+        layer.requires_grad_(True)
