@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmkit.cli import chat, export, generate, hub, serve, train
+from llmkit.cli import chat, data, export, generate, hub, serve, train
 from llmkit.cli.console import exit_with_error
 from llmkit.errors import LLMKitError
 
@@ -22,6 +22,7 @@ app.command("chat")(chat.chat)
 app.command("generate")(generate.generate)
 app.command("serve")(serve.serve)
 app.command("train")(train.train)
+app.add_typer(data.app, name="data")
 app.command("export")(export.export)
 
 

@@ -26,13 +26,13 @@ def build_training_data(config: TrainConfig, tokenizer: PreTrainedTokenizerBase)
     if not loaded.records:
         raise ConfigError(f"dataset: no usable records in {', '.join(config.dataset)} ({len(loaded.skipped)} skipped)")
     train_records, eval_records = split(loaded.records, config.val_size, config.seed)
-    train, evaluation = (_encode(records, tokenizer, config) for records in (train_records, eval_records))
+    train, evaluation = (encode_records(records, tokenizer, config) for records in (train_records, eval_records))
     if config.packing:
         train, evaluation = pack(train, config.cutoff_len), pack(evaluation, config.cutoff_len)
     return TrainingData(train, evaluation, loaded.skipped)
 
 
-def _encode(records: list, tokenizer: PreTrainedTokenizerBase, config: TrainConfig) -> list[Encoded]:
+def encode_records(records: list, tokenizer: PreTrainedTokenizerBase, config: TrainConfig) -> list[Encoded]:
     """Token ids and labels of each record; pt documents longer than cutoff_len become several examples."""
     encoded: list[Encoded] = []
     for record in records:
