@@ -57,8 +57,3 @@ def test_missing_checkpoint_to_resume(tmp_path):
         train(tiny(tmp_path / "empty", "resume_from_checkpoint=true"))
     with pytest.raises(ConfigError, match="not a checkpoint directory"):
         train(tiny(tmp_path / "x", f"resume_from_checkpoint={tmp_path / 'nowhere'}"))
-
-
-def test_stages_not_built_yet_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="stage: 'dpo' is not available yet"):
-        train(tiny(tmp_path / "x", "stage=dpo"))

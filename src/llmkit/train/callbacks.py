@@ -30,7 +30,7 @@ class MetricsLog(TrainerCallback):
         now, tokens = time.perf_counter(), state.num_input_tokens_seen
         then, tokens_then = self._last
         record = {"step": state.global_step, "max_steps": state.max_steps, "epoch": round(state.epoch or 0, 4), **logs}
-        if "loss" in logs and now > then:
+        if "loss" in logs and now > then and tokens > tokens_then:  # TRL's trainers do not count tokens
             record["tokens_per_second"] = round((tokens - tokens_then) / (now - then), 1)
             self._last = (now, tokens)
         with self.path.open("a", encoding="utf-8") as file:

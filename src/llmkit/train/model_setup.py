@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from llmkit.hub import resolve
 from llmkit.models import load
+from llmkit.models.loading import load_tokenizer
 from llmkit.train.config import ConfigError, TrainConfig
 
 
@@ -16,14 +18,16 @@ def prepare_model(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedToken
             f"quantization_bit: {config.quantization_bit}-bit QLoRA needs a CUDA GPU and bitsandbytes; "
             "on a CPU remove quantization_bit (plain LoRA)"
         )
-    loaded = load(
-        config.model_name_or_path,
-        dtype="bfloat16" if config.bf16 else "float32",
-        device="cpu",  # the Trainer (or accelerate) places it
-        chat_template=config.template,
-        quantization_bit=config.quantization_bit,
-    )
-    model = loaded.model
+    if config.stage == "rm":
+        model, tokenizer = _reward_model(config)
+    else:
+        model, tokenizer = load(
+            config.model_name_or_path,
+            dtype="bfloat16" if config.bf16 else "float32",
+            device="cpu",  # the Trainer (or accelerate) places it
+            chat_template=config.template,
+            quantization_bit=config.quantization_bit,
+        )
     model.config.use_cache = False
     if config.finetuning_type == "lora":
         model = _add_lora(model, config)
@@ -33,7 +37,20 @@ def prepare_model(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedToken
         model.requires_grad_(True)
     if config.gradient_checkpointing:
         model.enable_input_require_grads()  # LoRA / frozen embeddings: checkpointed blocks still need a grad path
-    return model, loaded.tokenizer
+    return model, tokenizer
+
+
+def _reward_model(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base with a one-output score head (newly initialised), as TRL's RewardTrainer expects."""
+    from transformers import AutoModelForSequenceClassification
+
+    directory = resolve(config.model_name_or_path)
+    tokenizer = load_tokenizer(directory, config.template)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        directory, num_labels=1, dtype=torch.bfloat16 if config.bf16 else torch.float32
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
 
 
 def _add_lora(model: PreTrainedModel, config: TrainConfig) -> PreTrainedModel:
@@ -42,7 +59,7 @@ def _add_lora(model: PreTrainedModel, config: TrainConfig) -> PreTrainedModel:
     targets = "all-linear" if config.lora_target == "all" else [n.strip() for n in config.lora_target.split(",")]
     lora = LoraConfig(
         r=config.lora_rank, lora_alpha=config.alpha, lora_dropout=config.lora_dropout, target_modules=targets,
-        task_type="CAUSAL_LM",
+        task_type="SEQ_CLS" if config.stage == "rm" else "CAUSAL_LM",  # SEQ_CLS also trains the score head
     )
     try:
         peft_model = get_peft_model(model, lora)

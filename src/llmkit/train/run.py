@@ -8,22 +8,23 @@ model with its tokenizer, and loss.png.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
-from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from llmkit.train.batching import collate
 from llmkit.train.callbacks import MetricsLog, StepReport, StopOnInterrupt
 from llmkit.train.config import ConfigError, TrainConfig
-from llmkit.train.data_pipeline import TrainingData, build_training_data
+from llmkit.train.data_pipeline import build_training_data
+from llmkit.train.datasets import Skipped, load_datasets, split
 from llmkit.train.loss import supervised_loss
 from llmkit.train.model_setup import prepare_model
 from llmkit.train.plots import plot_loss
+from llmkit.train.preference import conversational, dpo_trainer, reward_trainer
 
 
 @dataclass
@@ -52,31 +53,20 @@ class SupervisedTrainer(Trainer):
 
 def train(config: TrainConfig, report: StepReport | None = None) -> TrainResult:
     """Run `config` to the end (or to a Ctrl-C, which saves a checkpoint first); resumable from its checkpoints."""
-    if config.stage not in ("sft", "pt"):
-        raise ConfigError(f"stage: {config.stage!r} is not available yet; use sft or pt")
     output_dir = Path(config.output_dir)
     resume = _checkpoint_to_resume(config, output_dir)
     set_seed(config.seed)
     model, tokenizer = prepare_model(config)
-    data = build_training_data(config, tokenizer)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "train_config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True))
     metrics_path = output_dir / "metrics.jsonl"
     if resume is None:
         metrics_path.unlink(missing_ok=True)
     stopper = StopOnInterrupt()
-    trainer = SupervisedTrainer(
-        model=model,
-        args=_training_arguments(config, has_eval=bool(data.eval)),
-        train_dataset=data.train,
-        eval_dataset=data.eval or None,
-        data_collator=collate,
-        processing_class=tokenizer,
-        callbacks=[MetricsLog(metrics_path, report), stopper],
-    )
+    trainer, skipped, has_eval = _trainer(config, model, tokenizer, [MetricsLog(metrics_path, report), stopper])
     trainer.remove_callback(PrinterCallback)  # progress goes through `report`, not print()
     outcome = trainer.train(resume_from_checkpoint=resume)
-    eval_loss = trainer.evaluate()["eval_loss"] if data.eval and not stopper.interrupted else None
+    eval_loss = trainer.evaluate()["eval_loss"] if has_eval and not stopper.interrupted else None
     if not stopper.interrupted:
         trainer.save_model(str(output_dir))
         tokenizer.save_pretrained(str(output_dir))
@@ -87,8 +77,31 @@ def train(config: TrainConfig, report: StepReport | None = None) -> TrainResult:
         interrupted=stopper.interrupted,
         train_loss=outcome.training_loss,
         eval_loss=eval_loss,
-        skipped=data.skipped,
+        skipped=skipped,
     )
+
+
+def _trainer(
+    config: TrainConfig, model, tokenizer, callbacks: list[TrainerCallback]
+) -> tuple[Trainer, list[Skipped], bool]:
+    """The stage's trainer over its data, the records skipped while loading, and whether there is an eval set."""
+    if config.stage in ("sft", "pt"):
+        data = build_training_data(config, tokenizer)
+        args = TrainingArguments(**_training_arguments(config, has_eval=bool(data.eval)), **SUPERVISED_ARGUMENTS)
+        trainer = SupervisedTrainer(
+            model=model, args=args, train_dataset=data.train, eval_dataset=data.eval or None, data_collator=collate,
+            processing_class=tokenizer, callbacks=callbacks,
+        )
+        return trainer, data.skipped, bool(data.eval)
+    loaded = load_datasets(config.dataset, config.dataset_dir, config.stage, config.max_samples, config.seed)
+    if not loaded.records:
+        raise ConfigError(f"dataset: no usable records in {', '.join(config.dataset)} ({len(loaded.skipped)} skipped)")
+    train_records, eval_records = split(loaded.records, config.val_size, config.seed)
+    build = dpo_trainer if config.stage == "dpo" else reward_trainer
+    evaluation = conversational(eval_records) if eval_records else None
+    arguments = _training_arguments(config, has_eval=bool(eval_records))
+    trainer = build(config, model, tokenizer, conversational(train_records), evaluation, arguments, callbacks)
+    return trainer, loaded.skipped, bool(eval_records)
 
 
 def _checkpoint_to_resume(config: TrainConfig, output_dir: Path) -> str | None:
@@ -111,10 +124,16 @@ def _checkpoint_to_resume(config: TrainConfig, output_dir: Path) -> str | None:
     return None
 
 
-def _training_arguments(config: TrainConfig, *, has_eval: bool) -> TrainingArguments:
-    """transformers' arguments for this run; the LLaMA-Factory names map one to one."""
+# What the padding-free supervised batches need from the Trainer (TRL's trainers bring their own).
+SUPERVISED_ARGUMENTS = dict(
+    prediction_loss_only=True, label_names=["labels"], remove_unused_columns=False, include_num_input_tokens_seen="all"
+)
+
+
+def _training_arguments(config: TrainConfig, *, has_eval: bool) -> dict:
+    """transformers' `TrainingArguments` for this run (TRL's configs extend them); LLaMA-Factory's names map 1:1."""
     eval_steps = config.eval_steps or config.save_steps
-    return TrainingArguments(
+    return dict(
         output_dir=config.output_dir,
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
@@ -138,10 +157,6 @@ def _training_arguments(config: TrainConfig, *, has_eval: bool) -> TrainingArgum
         save_total_limit=config.save_total_limit,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=eval_steps if has_eval else None,
-        prediction_loss_only=True,
-        label_names=["labels"],
-        remove_unused_columns=False,
-        include_num_input_tokens_seen="all",
         disable_tqdm=True,
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
