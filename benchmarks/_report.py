@@ -14,7 +14,7 @@ import transformers
 from rich.console import Console
 from rich.table import Table
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared/data"
+DATA_DIR = Path(os.environ.get("LLMKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
 
 # Wide enough for the tables when the output goes to a file or a pipe (rich assumes 80 columns there).
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)

@@ -14,6 +14,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _shared_data() -> Path:
+    """The real public datasets (`../shared/data` beside the checkout): $LLMKIT_SHARED_DATA, the nearest
+    ancestor's `shared/data`, or /work/shared/data, where a clone outside the workspace still finds them."""
+    if "LLMKIT_SHARED_DATA" in os.environ:
+        return Path(os.environ["LLMKIT_SHARED_DATA"])
+    here = Path(__file__).resolve()
+    for folder in here.parents:
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return Path("/work/shared/data")
+
+
+# Read by the test modules (imported after this file) as Path(os.environ["LLMKIT_SHARED_DATA"]).
+os.environ["LLMKIT_SHARED_DATA"] = str(_shared_data())
+
+
 @pytest.fixture(scope="session")
 def smollm():
     """The embedded default model (SmolLM2-135M-Instruct) and its tokenizer, in fp32."""

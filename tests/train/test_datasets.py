@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from llmkit.train.datasets import (
     split,
 )
 
-DATA_DIR = Path(__file__).resolve().parents[3] / "shared/data"
+DATA_DIR = Path(os.environ["LLMKIT_SHARED_DATA"])
 LF_DIR = DATA_DIR / "llama-factory"
 
 DEMOS = [  # (registry name, stage, records, canonical type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from llmkit.train.encoding import (
     preview,
 )
 
-LF_DIR = Path(__file__).resolve().parents[3] / "shared/data/llama-factory"
+LF_DIR = Path(os.environ["LLMKIT_SHARED_DATA"]) / "llama-factory"
 END = "<|im_end|>\n"  # what SmolLM2's template writes after every turn
 
 

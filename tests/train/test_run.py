@@ -12,7 +12,7 @@ import pytest
 from llmkit.train.config import ConfigError, load_config
 from llmkit.train.run import train
 
-ALPACA = Path(__file__).resolve().parents[3] / "shared/data/llama-factory/alpaca_en_demo.json"
+ALPACA = Path(os.environ["LLMKIT_SHARED_DATA"]) / "llama-factory/alpaca_en_demo.json"
 
 
 def tiny(out: Path, *extra: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from llmkit.api import LLM
 from llmkit.train.config import load_config
 from llmkit.train.run import train
 
-IDENTITY = Path(__file__).resolve().parents[3] / "shared/data/llama-factory/identity.json"
+IDENTITY = Path(os.environ["LLMKIT_SHARED_DATA"]) / "llama-factory/identity.json"
 QUESTION = [{"role": "user", "content": "Who are you?"}]
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from llmkit.train.config import load_config
 from llmkit.train.run import train
 
-DATA = Path(__file__).resolve().parents[3] / "shared/data/llama-factory"
+DATA = Path(os.environ["LLMKIT_SHARED_DATA"]) / "llama-factory"
 
 
 def logs(out: Path) -> list[dict]:
