@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -22,13 +23,14 @@ def train(
     from llmkit.train.run import train as run_training
 
     settings = load_config(config, overrides or [])
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun / accelerate, only rank 0 reports
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console) as progress:
+    with Progress(*columns, console=err_console, disable=not main_process) as progress:
         task = progress.add_task(f"{settings.stage} {settings.finetuning_type}", total=None, status="loading…")
 
         def report(record: dict) -> None:
@@ -40,6 +42,8 @@ def train(
                 progress.console.print(f"step {record['step']}: eval loss {record['eval_loss']:.4f}")
 
         result = run_training(settings, report)
+    if not main_process:
+        return
     for skipped in result.skipped[:20]:
         err_console.print(f"[yellow]skipped[/] {skipped}")
     if len(result.skipped) > 20:
