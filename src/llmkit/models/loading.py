@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -132,7 +133,8 @@ def adapter_base(name: str | Path) -> str | None:
 
 
 def _load_quantized(directory: Path, bits: int, compute_dtype: torch.dtype):
-    """The model in 4-bit NF4 or 8-bit weights through bitsandbytes, on the first CUDA device."""
+    """The model in 4-bit NF4 or 8-bit weights through bitsandbytes, on this process's CUDA device
+    (LOCAL_RANK under torchrun, so each DDP process quantizes its own copy)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     if not torch.cuda.is_available():
@@ -140,7 +142,9 @@ def _load_quantized(directory: Path, bits: int, compute_dtype: torch.dtype):
     quantization = BitsAndBytesConfig(
         load_in_4bit=bits == 4, load_in_8bit=bits == 8, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype
     )
-    return AutoModelForCausalLM.from_pretrained(directory, quantization_config=quantization, device_map={"": 0})
+    return AutoModelForCausalLM.from_pretrained(
+        directory, quantization_config=quantization, device_map={"": int(os.environ.get("LOCAL_RANK", 0))}
+    )
 
 
 def _read_template(path: Path) -> str:

@@ -7,12 +7,13 @@ naming the key and what it accepts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmkit.errors import LLMKitError
 
@@ -62,9 +63,8 @@ class TrainConfig(BaseModel):
     seed: int = Field(42, description="Seed for initialisation and data order.")
     bf16: bool = Field(False, description="Train in bfloat16 mixed precision.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
-    deepspeed: str | None = Field(None, description="DeepSpeed config file (under accelerate/torchrun).")
-    fsdp: str | None = Field(None, description="FSDP options, as transformers' `fsdp` argument.")
-    fsdp_config: str | None = Field(None, description="FSDP config file.")
+    deepspeed: str | None = Field(None, description="DeepSpeed config file, ZeRO stage 0-3 (GPUs, under torchrun).")
+    fsdp: str | None = Field(None, description="FSDP config file, transformers' fsdp_config (GPUs, under torchrun).")
 
     # ---- preference stages ----
     pref_beta: float = Field(0.1, gt=0, description="DPO beta.")
@@ -80,6 +80,19 @@ class TrainConfig(BaseModel):
     resume_from_checkpoint: str | bool | None = Field(
         None, description="A checkpoint directory, or true for the latest one in output_dir."
     )
+
+    @field_validator("deepspeed", "fsdp")
+    @classmethod
+    def _json_file(cls, path: str | None) -> str | None:
+        """The scale-out configs are read by other processes later: a missing or broken file fails now."""
+        if path is not None:
+            try:
+                json.loads(Path(path).read_text(encoding="utf-8"))
+            except OSError as error:
+                raise ValueError(f"cannot read {path}: {error.strerror}") from None
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} is not valid JSON: {error}") from None
+        return path
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -126,6 +139,8 @@ def _describe(error: ValidationError) -> str:
         key = ".".join(str(part) for part in item["loc"]) or "config"
         if item["type"] == "extra_forbidden":
             lines.append(f"{key}: not a training option (see `llmkit train --help-config`)")
+        elif item["type"] == "value_error":
+            lines.append(f"{key}: {item['ctx']['error']}" if item["loc"] else str(item["ctx"]["error"]))
         else:
             lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
     return "invalid training config: " + "; ".join(lines)

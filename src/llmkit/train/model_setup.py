@@ -29,6 +29,11 @@ def prepare_model(config: TrainConfig) -> tuple[PreTrainedModel, PreTrainedToken
             quantization_bit=config.quantization_bit,
         )
     model.config.use_cache = False
+    if config.quantization_bit is not None:
+        from peft import prepare_model_for_kbit_training
+
+        # QLoRA's recipe: norms and head in fp32 for stable gradients, input grads for checkpointing.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     if config.finetuning_type == "lora":
         model = _add_lora(model, config)
     elif config.finetuning_type == "freeze":

@@ -150,8 +150,8 @@ def _training_arguments(config: TrainConfig, *, has_eval: bool) -> dict:
         bf16=config.bf16,
         gradient_checkpointing=config.gradient_checkpointing,
         deepspeed=config.deepspeed,
-        fsdp=config.fsdp or "",
-        fsdp_config=config.fsdp_config,
+        fsdp=config.fsdp is not None,
+        fsdp_config=config.fsdp,
         logging_steps=config.logging_steps,
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
@@ -159,6 +159,7 @@ def _training_arguments(config: TrainConfig, *, has_eval: bool) -> dict:
         eval_steps=eval_steps if has_eval else None,
         disable_tqdm=True,
         report_to="none",
+        ddp_find_unused_parameters=False,  # every trainable weight takes part in each forward
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=torch.cuda.is_available(),
     )
