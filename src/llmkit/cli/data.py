@@ -1,4 +1,5 @@
-"""`llmkit data`: look at training data the way `llmkit train` will see it."""
+"""`llmkit data`: build training sets with an LLM (generate, validate, calibrate, convert, merge, dedupe, split,
+stats) and look at them the way `llmkit train` will see them (preview)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
+from llmkit.cli import data_generate, data_tools, data_validate
 from llmkit.cli.console import console, err_console
 
-app = typer.Typer(help="Inspect training data.", no_args_is_help=True)
+app = typer.Typer(help="Build and inspect training data.", no_args_is_help=True)
 
 
 @app.command("preview")
@@ -25,7 +27,8 @@ def preview(
     from llmkit.train.config import load_config
     from llmkit.train.data_pipeline import encode_records
     from llmkit.train.datasets import load_datasets
-    from llmkit.train.encoding import MASK_CLOSE, MASK_OPEN, preview as render
+    from llmkit.train.encoding import MASK_CLOSE, MASK_OPEN
+    from llmkit.train.encoding import preview as render
 
     settings = load_config(config, overrides or [])
     model = adapter_base(settings.model_name_or_path) or settings.model_name_or_path
@@ -39,3 +42,13 @@ def preview(
         console.print(text.replace(MASK_OPEN, "[dim]").replace(MASK_CLOSE, "[/dim]"), highlight=False)
     for skipped in loaded.skipped:
         err_console.print(f"[yellow]skipped[/] {escape(str(skipped))}")
+
+
+app.command("generate")(data_generate.generate)
+app.command("validate")(data_validate.validate)
+app.command("calibrate")(data_validate.calibrate)
+app.command("convert")(data_tools.convert)
+app.command("merge")(data_tools.merge)
+app.command("dedupe")(data_tools.dedupe)
+app.command("split")(data_tools.split)
+app.command("stats")(data_tools.stats)

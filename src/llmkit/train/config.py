@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmkit.errors import LLMKitError
+from llmkit.yaml_files import read_yaml_mapping
 
 
 class ConfigError(LLMKitError):
@@ -111,14 +112,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     """Read a YAML config (or none) and apply `key=value` overrides; raise `ConfigError` naming the bad key."""
     values: dict = {}
     if path is not None:
-        try:
-            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as error:
-            raise ConfigError(f"cannot read config {path}: {error.strerror}") from error
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not valid YAML: {error}") from error
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must be a mapping of keys to values, not {type(values).__name__}")
+        values = read_yaml_mapping(Path(path), "config", ConfigError)
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep or not key:
