@@ -9,10 +9,11 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 import torch
 
+from llmkit.engine.backends import Backend
 from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
@@ -23,7 +24,6 @@ from llmkit.models.loading import load_tokenizer
 
 Message = dict[str, str]
 Dialog = list[Message]
-Backend = Literal["torch", "llamacpp"]
 """What runs the model: transformers (any model, CPU or GPU) or llama.cpp (GGUF models, fastest on CPU)."""
 
 

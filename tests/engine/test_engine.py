@@ -170,6 +170,20 @@ def test_more_requests_than_rows_queue_and_all_complete(smollm, prompts) -> None
     assert [r.outputs[0].token_ids for r in results] == [alone[n] for n in order]
 
 
+def test_rows_compact_after_the_cache_grew_during_prefill(smollm) -> None:
+    # Prompts past the cache's first 256 positions grow it inside prefill (inference mode); when the
+    # shortest request finishes, the others move up a row: that copy must work on the grown cache.
+    fresh = Engine(smollm.model, smollm.tokenizer, max_batch_size=4, max_seq_len=1024)
+    long = chat(smollm.tokenizer, "Summarise this list: " + ", ".join(f"item {i}" for i in range(90)))
+    assert len(long) > 256
+    requests = [SamplingParams(max_new_tokens=n, ignore_eos=True) for n in (2, 5, 8)]
+    results = [fresh.generate([long], params)[0].outputs[0].token_ids for params in requests]
+    for n, params in zip((2, 5, 8), requests):
+        fresh.add_request(long, params, request_id=f"r{n}")
+    together = finish(fresh)
+    assert [together[f"r{n}"].outputs[0].token_ids for n in (2, 5, 8)] == results
+
+
 def test_request_ids_must_be_unique(engine, prompts) -> None:
     engine.add_request(prompts["english"], SamplingParams(max_new_tokens=1), request_id="mine")
     with pytest.raises(InvalidRequestError, match="already in use"):

@@ -7,16 +7,17 @@ answers each input line as a new one-turn conversation and prints one answer per
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from llmkit.api import LLM, Dialog
 from llmkit.cli.console import console, err_console
 from llmkit.cli.model_loading import build_llm
 from llmkit.cli.options import MODEL_OPTIONS, SAMPLING_OPTIONS, add_options, to_sampling_kwargs
-from llmkit.engine.params import SamplingParams
 from llmkit.errors import LLMKitError
+
+if TYPE_CHECKING:
+    from llmkit.api import LLM, Dialog
 
 HELP = "commands: /reset (forget the conversation), /system TEXT, /params, /exit"
 
@@ -29,6 +30,8 @@ def chat(
     sampling: dict[str, Any] = None,
 ) -> None:
     """Chat with a model in the terminal (default: the embedded SmolLM2-135M-Instruct, offline)."""
+    from llmkit.engine.params import SamplingParams
+
     sampling_kwargs = to_sampling_kwargs(sampling)
     SamplingParams.create(**sampling_kwargs)  # reject bad flags before the model loads
     llm = build_llm(model_options)
@@ -43,6 +46,8 @@ def chat(
 
 
 def _repl(llm: LLM, system: str | None, sampling_kwargs: dict[str, Any]) -> None:
+    from llmkit.engine.params import SamplingParams
+
     dialog = _start(system)
     err_console.print(f"[dim]{HELP}[/]")
     while True:

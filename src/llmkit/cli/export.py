@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-import transformers
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,7 +31,10 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out folder."),
 ) -> None:
     """Merge --adapter into --model and write a standalone model folder (safetensors, tokenizer, card, GGUF)."""
-    # Imported here, not at the top: it pulls in the training package and gguf, which other commands do without.
+    # Imported here, not at the top: they pull in torch, the training package and gguf, which other commands
+    # do without.
+    import transformers
+
     from llmkit.train.export import export_model
 
     transformers.utils.logging.disable_progress_bar()

@@ -12,9 +12,7 @@ import typer
 from llmkit.cli.console import console
 from llmkit.cli.model_loading import build_llm
 from llmkit.cli.options import MODEL_OPTIONS, SAMPLING_OPTIONS, add_options, to_sampling_kwargs
-from llmkit.engine.params import SamplingParams
 from llmkit.errors import InvalidRequestError
-from llmkit.models import render_chat
 
 
 @add_options(SAMPLING_OPTIONS, into="sampling")
@@ -29,6 +27,9 @@ def generate(
     sampling: dict[str, Any] = None,
 ) -> None:
     """Generate a continuation of PROMPT (or a chat answer with --chat) and print it."""
+    from llmkit.engine.params import SamplingParams
+    from llmkit.models import render_chat
+
     if prompt is None or prompt == "-":
         prompt = sys.stdin.read().removesuffix("\n")  # the newline `echo` adds is not part of the prompt
     if not prompt.strip():

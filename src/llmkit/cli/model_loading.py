@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import transformers
-
-from llmkit.api import LLM
 from llmkit.cli.console import err_console
 from llmkit.cli.hub import conversion_progress
+
+if TYPE_CHECKING:
+    from llmkit.api import LLM
 
 
 def build_llm(options: dict[str, Any], max_batch_size: int = 8) -> LLM:
     """Load the model named by the `MODEL_OPTIONS` values and start its engine (`max_batch_size` rows)."""
+    # Imported here: they load torch, which commands that need no model (data split, --help) do without.
+    import transformers
+
+    from llmkit.api import LLM
+
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     with err_console.status(f"loading {options['model']}…"), conversion_progress() as progress:

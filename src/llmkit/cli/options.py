@@ -14,11 +14,12 @@ from typing import Any, Optional
 
 import typer
 
-from llmkit.api import Backend
+from llmkit.engine.backends import Backend
 
 OptionGroup = dict[str, tuple[Any, Any]]
 
 DEFAULT_TEMPERATURE = 0.2  # low: small models wander at higher temperatures
+
 
 MODEL_OPTIONS: OptionGroup = {
     "model": (str, typer.Option("default", "--model", "-m", help="Model name, local path, .gguf file or hub id.")),

@@ -120,6 +120,7 @@ class ModelRunner:
         )
         return out.logits[:, -1].float()
 
+    @torch.inference_mode()  # the cache is an inference tensor once it has grown inside prefill
     def copy_rows(self, src: list[int], dst: list[int], length: int) -> None:
         """Overwrite the first `length` cache positions of rows `dst` with rows `src` (beams, forks, compaction)."""
         self.cache.copy_rows(src, dst, length)

@@ -7,7 +7,6 @@ self-contained web chat page (`serve/static/chat.html`) that talks to these rout
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -21,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmkit.api import LLM
 from llmkit.engine.async_engine import AsyncEngine
 from llmkit.serve import chat, completions, embeddings, models
-from llmkit.serve.errors import AuthenticationError, PermissionDeniedError, add_exception_handlers, error_response
+from llmkit.serve.errors import PermissionDeniedError, add_exception_handlers, api_key_check, error_response
 from llmkit.serve.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -77,7 +76,7 @@ def create_app(
 
     app = FastAPI(title="llmkit", summary="OpenAI-compatible server for open LLMs", lifespan=lifespan)
     add_exception_handlers(app)
-    authorized = [Depends(_api_key_check(api_key))]
+    authorized = [Depends(api_key_check(api_key))]
     app.include_router(_openai_router(), prefix="/v1", dependencies=authorized, responses=ERRORS)
     app.include_router(
         _adapter_router(), prefix="/v1", dependencies=[*authorized, Depends(_adapter_loading_allowed(api_key))],
@@ -196,19 +195,6 @@ def _respond(result):
     if isinstance(result, AsyncIterator):
         return StreamingResponse(result, media_type="text/event-stream", headers=SSE_HEADERS)
     return result
-
-
-def _api_key_check(api_key: str | None):
-    """A dependency that lets a request through only with `Authorization: Bearer <api_key>`."""
-
-    async def check(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
-            raise AuthenticationError("missing or wrong API key: send the header 'Authorization: Bearer <key>'")
-
-    return check
 
 
 class BodySizeLimit:

@@ -7,6 +7,7 @@ JSON and unknown routes are re-shaped here so clients never see a raw pydantic d
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
@@ -25,6 +26,7 @@ ERROR_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    409: "conflict_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     503: "service_unavailable_error",
@@ -111,3 +113,16 @@ def add_exception_handlers(app: FastAPI) -> None:
     async def _bug(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal server error (a bug in llmkit: please report it)")
+
+
+def api_key_check(api_key: str | None):
+    """A dependency that lets a request through only with `Authorization: Bearer <api_key>`."""
+
+    async def check(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+            raise AuthenticationError("missing or wrong API key: send the header 'Authorization: Bearer <key>'")
+
+    return check
