@@ -1,13 +1,21 @@
-"""`/v1/chat/completions`: messages -> chat-templated prompt -> engine -> a response or a chunk stream."""
+"""`/v1/chat/completions`: messages (and tools) -> chat-templated prompt -> engine -> a response or a chunk stream.
+
+Tool calling is planned by `llmkit.models.tool_calls`; this module maps OpenAI's request onto it and
+its answers back onto `tool_calls`.
+"""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
-from llmkit.errors import ChatTemplateError
+from llmkit.engine.params import ResponseFormat
+from llmkit.errors import ChatTemplateError, InvalidRequestError
 from llmkit.models import render_chat
+from llmkit.models.tool_calls import ToolPrompt, template_has_tools, tool_prompt
 from llmkit.serve.errors import invalid
 from llmkit.serve.protocol import (
     AssistantMessage,
@@ -19,7 +27,12 @@ from llmkit.serve.protocol import (
     ChatMessage,
     ChoiceLogprobs,
     DeltaMessage,
+    FunctionCall,
     TokenLogprobEntry,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
     TopLogprob,
     UsageInfo,
 )
@@ -31,25 +44,20 @@ async def create_chat_completion(
 ) -> ChatCompletionResponse | AsyncIterator[str]:
     """Answer `request`: a whole response, or (with `stream`) the SSE events of its chunks."""
     served = ctx.resolve(request.model)
-    prompt = chat_prompt(ctx, request.messages)
+    plan = _tool_prompt(ctx, request.messages, request.tools, request.tool_choice, request.parallel_tool_calls)
+    prompt = _render(ctx, plan)
     if request.top_logprobs and not request.logprobs:
         raise invalid("top_logprobs needs logprobs: true", "top_logprobs")
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
-    sampling = ctx.sampling(request, [prompt], request.max_completion_tokens or request.max_tokens, logprobs)
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    sampling = ctx.sampling(_with_call_schema(request, plan), [prompt], max_tokens, logprobs)
     stream, log = await ctx.start([prompt], sampling.params, "chatcmpl", served)
     if request.stream:
-        chunks = _chunks(ctx, request, prompt, stream, sampling, log)
+        chunks = _chunks(ctx, request, plan, prompt, stream, sampling, log)
         return event_stream(chunks, stream, log)
     (result,) = await final_outputs(stream, 1, log)
     choices = [
-        ChatCompletionChoice(
-            index=out.index + copy,
-            message=AssistantMessage(content=out.text),
-            logprobs=_logprobs(ctx, out, 0) if request.logprobs else None,
-            finish_reason=out.finish_reason,
-        )
-        for out in result.outputs
-        for copy in range(sampling.copies)
+        _choice(ctx, request, plan, out, out.index + copy) for out in result.outputs for copy in range(sampling.copies)
     ]
     log.usage = usage([prompt], result.outputs, sampling.copies)
     log.done()
@@ -57,10 +65,29 @@ async def create_chat_completion(
 
 
 def chat_prompt(ctx: ServingContext, messages: list[ChatMessage], add_generation_prompt: bool = True) -> list[int]:
-    """Token ids of the chat-templated prompt (400 for content we cannot render, or no template)."""
+    """Token ids of the chat-templated prompt, earlier tool calls and results rendered as chat renders them."""
+    return _render(ctx, _tool_prompt(ctx, messages), add_generation_prompt)
+
+
+def _tool_prompt(
+    ctx: ServingContext, messages: list[ChatMessage], tools: list[Tool] | None = None,
+    choice: ToolChoice | None = None, parallel: bool | None = None,
+) -> ToolPrompt:
+    """The request's plan for tools: the model's template format if it has one, else a call schema."""
+    dicts = [_message_dict(m, i) for i, m in enumerate(messages)]
+    tool_dicts = [tool.model_dump(exclude_none=True) for tool in tools] if tools else None
+    choice = choice if isinstance(choice, str | None) else choice.model_dump()
+    template_tools = template_has_tools(getattr(ctx.tokenizer, "chat_template", None))
     try:
-        dicts = [_message_dict(m, i) for i, m in enumerate(messages)]
-        return render_chat(ctx.tokenizer, dicts, add_generation_prompt=add_generation_prompt)
+        return tool_prompt(dicts, tool_dicts, choice, parallel, template_tools)
+    except InvalidRequestError as error:
+        raise invalid(str(error), "messages") from None
+
+
+def _render(ctx: ServingContext, plan: ToolPrompt, add_generation_prompt: bool = True) -> list[int]:
+    """Token ids of the planned prompt (400 for content we cannot render, or no template)."""
+    try:
+        return render_chat(ctx.tokenizer, plan.messages, add_generation_prompt=add_generation_prompt, tools=plan.tools)
     except ChatTemplateError as error:
         raise invalid(
             f"{error}. On a server: restart it with --chat-template FILE, or send plain text to /v1/completions",
@@ -77,14 +104,71 @@ def _message_dict(message: ChatMessage, index: int) -> dict:
     if content is None and message.role == "assistant":
         content = ""
     role = "system" if message.role == "developer" else message.role  # OpenAI's newer name for system
-    return {"role": role, "content": content}
+    result = {"role": role, "content": content}
+    if message.tool_calls:
+        calls = enumerate(message.tool_calls)
+        result["tool_calls"] = [_call_dict(call, f"messages.{index}.tool_calls.{i}") for i, call in calls]
+    if message.role == "tool":
+        result["tool_call_id"] = message.tool_call_id
+        if message.name:
+            result["name"] = message.name
+    return result
+
+
+def _call_dict(call: ToolCall, where: str) -> dict:
+    """An earlier call as chat templates read it (Hugging Face's convention: arguments as a dict)."""
+    try:
+        arguments = json.loads(call.function.arguments)
+    except json.JSONDecodeError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise invalid(
+            f"{where}.function.arguments must be a JSON object as text, like '{{\"city\": \"Paris\"}}', "
+            f"got {call.function.arguments!r}", f"{where}.function.arguments",
+        )
+    return {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": arguments}}
+
+
+def _with_call_schema(request: ChatCompletionRequest, plan: ToolPrompt) -> ChatCompletionRequest:
+    """The request with decoding held to the plan's call schema, through the same path as response_format."""
+    constrained = request.response_format is not None and request.response_format.constrained
+    if constrained and (plan.schema is not None or plan.tools):
+        message = 'response_format cannot be combined with tools: leave it out, or set tool_choice to "none"'
+        raise invalid(message, "response_format")
+    if plan.schema is None:
+        return request
+    response_format = ResponseFormat(type="json_schema", json_schema={"name": "tool_calls", "schema": plan.schema})
+    return request.model_copy(update={"response_format": response_format})
+
+
+def _choice(
+    ctx: ServingContext, request: ChatCompletionRequest, plan: ToolPrompt, out: CompletionOutput, index: int
+) -> ChatCompletionChoice:
+    """A finished completion as a choice: its content or calls (each with a fresh id); "tool_calls" if it called."""
+    answer = plan.parse(out.text)
+    calls = [
+        ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=call.name, arguments=call.arguments))
+        for call in answer.tool_calls
+    ]
+    # Constrained JSON that parses is complete (only the stop token could follow), even if max_tokens came first.
+    complete = out.finish_reason == "stop" or plan.schema is not None
+    return ChatCompletionChoice(
+        index=index,
+        message=AssistantMessage(content=answer.content, tool_calls=calls or None),
+        logprobs=_logprobs(ctx, out, 0) if request.logprobs else None,
+        finish_reason="tool_calls" if calls and complete else out.finish_reason,
+    )
 
 
 async def _chunks(
-    ctx: ServingContext, request: ChatCompletionRequest, prompt: list[int], stream: AsyncIterator[tuple[int, RequestOutput]],
-    sampling: Sampling, log: RequestLog,
+    ctx: ServingContext, request: ChatCompletionRequest, plan: ToolPrompt, prompt: list[int],
+    stream: AsyncIterator[tuple[int, RequestOutput]], sampling: Sampling, log: RequestLog,
 ) -> AsyncIterator[str]:
-    """The chunk events: role first, content deltas, one finish chunk per choice, then usage if asked."""
+    """The chunk events: role first, content deltas, one finish chunk per choice, then usage if asked.
+
+    When the model may call tools, each choice is sent whole, with its finish reason, once complete:
+    until then its text cannot be told from a call.
+    """
     created, request_id = int(time.time()), log.request_id
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
 
@@ -98,6 +182,11 @@ async def _chunks(
         log.usage = usage([prompt], output.outputs, sampling.copies)
         for out in output.outputs:
             if out.index in finished:
+                continue
+            if plan.may_call:
+                if out.finish_reason is not None:
+                    finished.add(out.index)
+                    yield chunk([_whole_chunk(ctx, request, plan, out, out.index + c) for c in range(sampling.copies)])
                 continue
             logprobs = None
             if request.logprobs and out.logprobs:
@@ -116,6 +205,18 @@ async def _chunks(
                 ])
     if include_usage:
         yield chunk([], log.usage)
+
+
+def _whole_chunk(
+    ctx: ServingContext, request: ChatCompletionRequest, plan: ToolPrompt, out: CompletionOutput, index: int
+) -> ChatCompletionChunkChoice:
+    """A finished choice as one chunk: its content or calls (OpenAI's streamed call shape), and its finish reason."""
+    choice = _choice(ctx, request, plan, out, index)
+    calls = [ToolCallDelta(index=i, **call.model_dump()) for i, call in enumerate(choice.message.tool_calls or [])]
+    delta = DeltaMessage(content=choice.message.content, tool_calls=calls or None)
+    return ChatCompletionChunkChoice(
+        index=index, delta=delta, logprobs=choice.logprobs, finish_reason=choice.finish_reason
+    )
 
 
 def _logprobs(ctx: ServingContext, out: CompletionOutput, start: int) -> ChoiceLogprobs:

@@ -7,13 +7,14 @@ know are range-checked here so a bad one is a 400 naming the field, never a fail
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+import jsonschema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from llmkit.engine.params import GREEDY_BELOW, ResponseFormat
 
-FinishReason = Literal["stop", "length", "abort"]
+FinishReason = Literal["stop", "length", "abort", "tool_calls"]
 INT64 = 2**63
 
 
@@ -134,10 +135,69 @@ class ContentPart(OpenAIModel):
     text: Text | None = None
 
 
+class FunctionCall(OpenAIModel):
+    name: str
+    arguments: Text = Field(description="The call's arguments as JSON text (an object).")
+
+
+class ToolCall(OpenAIModel):
+    """A call the assistant made: its id (echoed by the `tool` message with the result), name and arguments."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = Field(None, description="An assistant turn's calls.")
+    tool_call_id: str | None = Field(None, description="A tool message's answer to this call id.")
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _only_assistants_call(cls, tool_calls: list[ToolCall] | None, info: ValidationInfo) -> list[ToolCall] | None:
+        """Calls belong to assistant turns: on another role they would be rendered as the assistant's."""
+        if tool_calls and info.data.get("role", "assistant") != "assistant":
+            raise ValueError(f"only assistant messages carry tool_calls, not {info.data['role']!r} ones")
+        return tool_calls
+
+
+def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a dict that is not a JSON schema (checked against the 2020-12 metaschema, the draft OpenAI reads)."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        path = "".join(f"[{part!r}]" for part in error.path)
+        raise ValueError(f"not a valid JSON schema: {error.message} (at parameters{path})") from None
+    return schema
+
+
+class FunctionDefinition(OpenAIModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, _ and -, at most 64.")
+    description: str | None = None
+    parameters: Annotated[dict[str, Any], AfterValidator(_json_schema)] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}, description="The arguments' JSON schema."
+    )
+    strict: bool | None = Field(None, description="Accepted; constrained calls always follow the schema.")
+
+
+class Tool(OpenAIModel):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class FunctionName(OpenAIModel):
+    name: str
+
+
+class NamedToolChoice(OpenAIModel):
+    type: Literal["function"] = "function"
+    function: FunctionName
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -145,6 +205,36 @@ class ChatCompletionRequest(SamplingRequest):
     max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[Tool] | None = Field(None, description="Functions the model may call.")
+    tool_choice: ToolChoice | None = Field(
+        None, description='"auto" when tools are given: the model may call them; "required" or a named one: it must.'
+    )
+    parallel_tool_calls: bool | None = Field(
+        None, description="Allow several calls in one answer; default: yes where the model writes its template's "
+        "tool format freely, one where calls are JSON-constrained (small models repeat calls until max_tokens)."
+    )
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_names(cls, tools: list[Tool] | None) -> list[Tool] | None:
+        names = [tool.function.name for tool in tools or []]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"each tool needs its own name; repeated: {', '.join(repeated)}")
+        return tools
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_among_tools(cls, choice: ToolChoice | None, info: ValidationInfo) -> ToolChoice | None:
+        """A tool_choice other than "none" needs tools, and a named one must be among them."""
+        if "tools" not in info.data or choice in (None, "none"):  # tools itself failed: that error is enough
+            return choice
+        names = [tool.function.name for tool in info.data["tools"] or []]
+        if not names:
+            raise ValueError("needs tools: send the functions the model may call in tools")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"names the function {choice.function.name!r}, which is not in tools ({', '.join(names)})")
+        return choice
 
 
 class TopLogprob(OpenAIModel):
@@ -169,7 +259,8 @@ class UsageInfo(OpenAIModel):
 
 class AssistantMessage(OpenAIModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatCompletionChoice(OpenAIModel):
@@ -188,9 +279,16 @@ class ChatCompletionResponse(OpenAIModel):
     usage: UsageInfo
 
 
+class ToolCallDelta(ToolCall):
+    """A streamed call: `index` orders a choice's calls (each is sent whole, in one delta)."""
+
+    index: int
+
+
 class DeltaMessage(OpenAIModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChatCompletionChunkChoice(OpenAIModel):
