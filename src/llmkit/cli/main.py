@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmkit.cli import chat, data, export, generate, hub, serve, toolserver, train
+from llmkit.cli import chat, data, export, generate, hub, run, serve, toolserver, train
 from llmkit.cli import eval as eval_cli
 from llmkit.cli.console import exit_with_error
 from llmkit.errors import LLMKitError
@@ -26,6 +26,7 @@ app.command("train")(train.train)
 app.add_typer(data.app, name="data")
 app.add_typer(eval_cli.app, name="eval")
 app.command("export")(export.export)
+app.command("run")(run.run)
 app.command("toolserver")(toolserver.toolserver)
 
 

@@ -34,19 +34,12 @@ from llmkit.datagen.fields import draw_fields
 from llmkit.datagen.local_server import local_server
 from llmkit.datagen.records import META
 from llmkit.datagen.spec import GenerateSpec, SpecError
-from llmkit.errors import LLMKitError
+from llmkit.endpoint import EndpointError, check_endpoint
 from llmkit.jsonl import JsonlAppender, read_jsonl
 
 BACKOFF_S = 1.0
 BACKOFF_CAP_S = 60.0
-PREFLIGHT_TIMEOUT_S = 30.0
 _sleep = asyncio.sleep  # the one place retries wait; tests replace it to run without waiting
-
-
-class EndpointError(LLMKitError):
-    """The endpoint cannot serve this run at all: unreachable, refuses the key, or lacks the model."""
-
-    status_code = 503
 
 
 @dataclass(frozen=True)
@@ -169,7 +162,7 @@ class _Run:
     async def main(self, todo: list[int]) -> None:
         """Check the endpoint, then produce the `todo` indices with at most `concurrency` requests in flight."""
         async with self.client:
-            self.summary.model = await self._pick_model()
+            self.summary.model = await check_endpoint(self.client, self.spec.endpoint.model, "endpoint", "the spec")
             self.output = JsonlAppender(self.spec.output)
             self.spec.failed_output.unlink(missing_ok=True)  # each index it listed is in `todo` again (or done)
             self._report()
@@ -191,26 +184,6 @@ class _Run:
         for appender in (self.output, self.failed_output):
             if appender is not None:
                 appender.close()
-
-    async def _pick_model(self) -> str:
-        """Check the endpoint once before any work (one clear error, not one per record); name its model."""
-        endpoint = self.spec.endpoint
-        try:
-            models = await self.client.with_options(timeout=PREFLIGHT_TIMEOUT_S).models.list()
-        except openai.APIConnectionError as error:
-            raise EndpointError(f"cannot reach {self.client.base_url} ({error.__cause__ or error}); start the "
-                                "server or fix endpoint.base_url in the spec") from None
-        except openai.AuthenticationError:
-            raise EndpointError(f"{self.client.base_url} refused the API key; put it in the environment variable "
-                                "that endpoint.api_key_env names") from None
-        except openai.APIStatusError as error:
-            raise EndpointError(f"{self.client.base_url}models answered HTTP {error.status_code}; endpoint.base_url "
-                                "should be the API root (usually ending in /v1)") from None
-        if endpoint.model is not None:
-            return endpoint.model
-        if not models.data:
-            raise EndpointError(f"{self.client.base_url} lists no models; set endpoint.model in the spec")
-        return models.data[0].id
 
     async def _produce(self, index: int) -> None:
         """Ask for record `index` until it comes back usable or the retries run out; save either outcome."""
