@@ -67,6 +67,8 @@ def render_summary(summary: RunSummary) -> None:
     console.print(f"new: {summary.done} ({escape(tasks)}) · from earlier runs: {summary.already_done} · "
                   f"model: {escape(summary.model or '-')} · {summary.seconds:.1f} s")
     console.print(f"tokens: {summary.prompt_tokens} prompt + {summary.completion_tokens} completion")
+    if summary.files:
+        console.print(f"wrote {escape(', '.join(map(str, summary.files)))}")
     if summary.failed:
         console.print(f"[yellow]{summary.failed} records failed[/] (first: {escape(summary.first_error or '')}); "
                       "their trace lines say why; re-run the same command to try them again")

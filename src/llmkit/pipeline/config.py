@@ -48,6 +48,9 @@ TransformStep = Annotated[
 PostprocessStep = Annotated[
     Step, PlainValidator(lambda value, info: parse_step(value, POSTPROCESSORS, "post-processor", 2, _base_dir(info)))
 ]
+FinalizeStep = Annotated[
+    Step, PlainValidator(lambda value, info: parse_step(value, {}, "finalize step", 1, _base_dir(info)))
+]
 Template = Annotated[jinja2.Template, PlainValidator(compile_template)]
 MetricName = Annotated[Metric, PlainValidator(lambda value, info: resolve_metric(value, _base_dir(info)))]
 UserFunction = Annotated[
@@ -208,6 +211,10 @@ class PipelineConfig(_Section):
     sampling: Sampling = Field(default_factory=Sampling, description="Decoding settings for every task.")
     concurrency: int = Field(4, ge=1, le=256, description="Records in flight at once.")
     tasks: list[Task] = Field(min_length=1, description="The tasks, tried in order; the first that matches runs.")
+    finalize: list[FinalizeStep] = Field(
+        default_factory=list, description="Steps run once after each run, `function(output_path, **options)` over "
+        "the whole output (e.g. a map or a report from all predictions), returning the paths of the files they wrote."
+    )
 
     @model_validator(mode="after")
     def _routable(self) -> PipelineConfig:

@@ -53,7 +53,8 @@ class RunProgress:
 
 @dataclass
 class RunSummary:
-    """What a run did: records written and failed, the tasks they went to, tokens spent, time taken."""
+    """What a run did: records written and failed, the tasks they went to, files its finalize steps wrote, tokens
+    spent, time taken."""
 
     output: Path
     trace: Path
@@ -64,6 +65,7 @@ class RunSummary:
     failed: int = 0
     first_error: str | None = None
     tasks: Counter[str] = field(default_factory=Counter)
+    files: list[Path] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
@@ -103,7 +105,15 @@ def run_pipeline(
             asyncio.run(run.main(todo, connect, concurrency or config.concurrency))
         finally:
             summary.seconds = time.monotonic() - started
+    summary.files = finalize(config, output)
     return summary
+
+
+def finalize(config: PipelineConfig, output: Path) -> list[Path]:
+    """Run the pipeline's finalize steps over the whole output (earlier runs' records too): the files they wrote."""
+    if not output.exists():
+        return []
+    return [Path(path) for step in config.finalize for path in step(output) or ()]
 
 
 def default_trace_path(output: Path) -> Path:

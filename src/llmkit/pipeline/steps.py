@@ -52,8 +52,8 @@ def parse_step(
     elif ":" in name or "." in name:
         function = load_function(name, role, base_dir)
     else:
-        raise ValueError(f"unknown {role} {name!r}: use one of {', '.join(builtins)}, "
-                         "package.module:function or path/to/file.py:function")
+        choices = ", ".join([*builtins, "package.module:function or path/to/file.py:function"])
+        raise ValueError(f"unknown {role} {name!r}: use one of {choices}")
     _check_options(function, name, options, positional)
     return Step(role, name, function, options)
 
