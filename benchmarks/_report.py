@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -61,6 +62,29 @@ def markdown_table(headers: list[str], rows: list[list[str]], left: int) -> list
 def section(marker: str, lines: list[str]) -> str:
     """`lines` between `<!-- marker -->` and `<!-- /marker -->`, as `write_section` finds them."""
     return "\n".join([f"<!-- {marker} -->", *lines, f"<!-- /{marker} -->"]) + "\n"
+
+
+def report_section(
+    marker: str, heading: str, setup: list[str], table: list[str], notes: list[str], findings: list[str]
+) -> str:
+    """A script's whole section: heading, date, machine, setup, markdown table, notes, findings, the command run."""
+    script = f"benchmarks/{Path(sys.argv[0]).name}"
+    lines = [
+        f"## {heading}",
+        "",
+        f"- Date: {utc_now()}",
+        f"- Machine: {machine()}",
+        *(f"- {line}" for line in setup),
+        "",
+        *table,
+        "",
+        *(f"- {note}" for note in notes),
+        "",
+        *(f"- {line}" for line in findings),
+        "",
+        f"Command: `{shlex.join(['python', script, *sys.argv[1:]])}`",
+    ]
+    return section(marker, lines)
 
 
 def write_section(path: Path, marker: str, text: str) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _report import DATA_DIR, console, machine, markdown_table, print_table, section, utc_now, write_section
+from _report import DATA_DIR, console, machine, markdown_table, print_table, report_section, write_section
 from transformers import AutoTokenizer
 
 from llmkit.errors import ModelNotFoundError
@@ -513,22 +513,8 @@ def print_report(report: Report) -> None:
 
 def markdown_section(report: Report, marker: str) -> str:
     """This run as a markdown section between `<!-- marker -->` and `<!-- /marker -->`."""
-    lines = [
-        f"## {report.title()}",
-        "",
-        f"- Date: {utc_now()}",
-        f"- Machine: {machine()}",
-        *(f"- {line}" for line in report.setup()),
-        "",
-        *markdown_table(HEADERS, rows(report.levels), left=1),
-        "",
-        *(f"- {note}" for note in NOTES),
-        "",
-        *(f"- {line}" for line in findings(report.levels)),
-        "",
-        f"Command: `{shlex.join(['python', 'benchmarks/serve.py', *sys.argv[1:]])}`",
-    ]
-    return section(marker, lines)
+    table = markdown_table(HEADERS, rows(report.levels), left=1)
+    return report_section(marker, report.title(), report.setup(), table, NOTES, findings(report.levels))
 
 
 # ---- the run --------------------------------------------------------------------------------------
