@@ -72,3 +72,49 @@ def fresh_smollm():
     from llmkit.models import load
 
     return load("default", dtype="float32", device="cpu")
+
+
+@pytest.fixture
+def cli_server(tmp_path):
+    """Start a server command of the `llmkit` console script on a free port and wait for its /health.
+
+    `start("serve", "--dtype", "float32", env={...})` returns (url, log path) with stderr going to the log;
+    every server started is stopped with Ctrl-C (SIGINT) at the end of the test, as a user stops it.
+    """
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    processes = []
+
+    def start(*args: str, env: dict | None = None, timeout: float = 240) -> tuple[str, Path]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        log = tmp_path / f"server-{port}.log"
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "llmkit"), *args, "--port", str(port)],
+                stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, **(env or {})},
+            )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout  # a cold cache converts the GGUF first
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    return url, log
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"llmkit {args[0]} did not come up: {log.read_text()}"
+            time.sleep(0.3)
+
+    yield start
+    for process in processes:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,40 +22,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_llmkit_serve_prints_url_and_logs_requests(tmp_path, lora_adapters):
-    port = free_port()
-    stderr_path = tmp_path / "stderr.txt"
-    env = {**os.environ, "LLMKIT_API_KEY": "cli-key"}
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [str(LLMKIT), "serve", "--port", str(port), "--max-seq-len", "256", "--max-batch-size", "2",
-             "--dtype", "float32", "--served-model-name", "smol", "--adapter", f"alpha={lora_adapters['alpha']}"],
-            stdout=subprocess.DEVNULL, stderr=stderr, env=env,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240  # a cold cache converts the GGUF first
-        while True:
-            assert process.poll() is None, stderr_path.read_text()
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "llmkit serve did not come up"
-            time.sleep(0.5)
-        headers = {"Authorization": "Bearer cli-key"}  # from LLMKIT_API_KEY
-        assert httpx.get(f"{url}/v1/models").status_code == 401
-        body = {"model": "smol", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0}
-        answer = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60).json()
-        adapted = httpx.post(f"{url}/v1/chat/completions", json={**body, "model": "alpha"}, headers=headers, timeout=60)
-        assert adapted.json()["model"] == "alpha"
-        time.sleep(0.2)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-    log = stderr_path.read_text()
-    assert f"http://127.0.0.1:{port}/v1" in log and "models: smol, alpha" in log
+def test_llmkit_serve_prints_url_and_logs_requests(cli_server, lora_adapters):
+    url, log_path = cli_server(
+        "serve", "--max-seq-len", "256", "--max-batch-size", "2", "--dtype", "float32", "--served-model-name", "smol",
+        "--adapter", f"alpha={lora_adapters['alpha']}", env={"LLMKIT_API_KEY": "cli-key"},
+    )
+    headers = {"Authorization": "Bearer cli-key"}  # from LLMKIT_API_KEY
+    assert httpx.get(f"{url}/v1/models").status_code == 401
+    body = {"model": "smol", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0}
+    answer = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=60).json()
+    adapted = httpx.post(f"{url}/v1/chat/completions", json={**body, "model": "alpha"}, headers=headers, timeout=60)
+    assert adapted.json()["model"] == "alpha"
+    time.sleep(0.2)  # the request log line follows the response
+    log = log_path.read_text()
+    assert f"{url}/v1" in log and "models: smol, alpha" in log
     assert f"{answer['id']} model=smol tokens_in={answer['usage']['prompt_tokens']} tokens_out=3" in log
 
 

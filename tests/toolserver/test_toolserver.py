@@ -3,12 +3,8 @@ data, persistence across restarts, API keys, and `llmkit toolserver` as a user r
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -213,45 +209,19 @@ def test_a_bad_database_url_is_one_clear_error(url, message):
 LLMKIT = Path(sys.executable).parent / "llmkit"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_llmkit_toolserver_serves_a_sqlite_file(tmp_path):
-    port, database = free_port(), tmp_path / "places.db"
-    stderr_path = tmp_path / "stderr.txt"
-    env = {**os.environ, "LLMKIT_TOOLSERVER_API_KEY": API_KEY}
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [str(LLMKIT), "toolserver", "--db", f"sqlite:///{database}", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=stderr, env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, stderr_path.read_text()
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "llmkit toolserver did not come up"
-            time.sleep(0.3)
-        assert httpx.get(f"{url}/places", params={"names": "北京"}).status_code == 401
-        found = httpx.get(f"{url}/places", params={"names": "北京,Tianjin"}, headers=AUTH).json()
-        assert [(p["name"], p["latitude"], p["longitude"]) for p in found["places"]] == [
-            ("北京", 39.9075, 116.3972), ("天津", 39.1422, 117.1767)
-        ]
-        assert httpx.post(f"{url}/places", json=CAMP, headers=AUTH).status_code == 201
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-    log = stderr_path.read_text()
-    assert f"gazetteer at http://127.0.0.1:{port} (API key required)" in log and "61 places · 17 map symbols" in log
+def test_llmkit_toolserver_serves_a_sqlite_file(tmp_path, cli_server):
+    database = tmp_path / "places.db"
+    url, log_path = cli_server("toolserver", "--db", f"sqlite:///{database}",
+                               env={"LLMKIT_TOOLSERVER_API_KEY": API_KEY}, timeout=120)
+    assert httpx.get(f"{url}/places", params={"names": "北京"}).status_code == 401
+    found = httpx.get(f"{url}/places", params={"names": "北京,Tianjin"}, headers=AUTH).json()
+    assert [(p["name"], p["latitude"], p["longitude"]) for p in found["places"]] == [
+        ("北京", 39.9075, 116.3972), ("天津", 39.1422, 117.1767)
+    ]
+    assert httpx.post(f"{url}/places", json=CAMP, headers=AUTH).status_code == 201
+    log = log_path.read_text()
+    assert f"gazetteer at {url} (API key required)" in log and "61 places · 17 map symbols" in log
     assert database.is_file()
 
 
