@@ -16,12 +16,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmkit.api import LLM
 from llmkit.engine.async_engine import AsyncEngine
 from llmkit.serve import chat, completions, embeddings, moderation, models, rag
-from llmkit.serve.errors import PermissionDeniedError, add_exception_handlers, api_key_check, error_response
+from llmkit.serve.body_limit import BodySizeLimit
+from llmkit.serve.errors import PermissionDeniedError, add_exception_handlers, api_key_check
 from llmkit.serve.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -232,43 +232,3 @@ def _respond(result):
     if isinstance(result, AsyncIterator):
         return StreamingResponse(result, media_type="text/event-stream", headers=SSE_HEADERS)
     return result
-
-
-class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413, whether announced by Content-Length or chunked."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-            return await self.app(scope, receive, send)
-        # No length announced: read the body here (bounded), then replay it to the app.
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await self._refuse(scope, receive, send)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()  # later calls wait for the client's disconnect
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"the request body is larger than {self.max_bytes} bytes")
-        await response(scope, receive, send)
