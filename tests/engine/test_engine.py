@@ -350,6 +350,62 @@ def test_token_outside_the_vocabulary_is_rejected(engine) -> None:
         engine.add_request([1, vocab, -1], SamplingParams())
 
 
+@pytest.mark.parametrize(
+    "params, says",
+    [
+        (dict(top_k=10**20, do_sample=True), "top_k"),
+        (dict(stop_token_ids=[10**20]), "stop_token_ids"),
+        (dict(logit_bias={49152: 1.0}), "logit_bias"),
+        (dict(min_new_tokens=500, max_new_tokens=600), "min_new_tokens"),
+        (dict(no_repeat_ngram_size=10**20), "no_repeat_ngram_size"),
+    ],
+    ids=["top-k", "stop-token-ids", "logit-bias", "min-new-tokens", "no-repeat-ngram"],
+)
+def test_numbers_past_the_vocabulary_or_context_are_rejected_by_name(engine, prompts, params, says) -> None:
+    with pytest.raises(InvalidRequestError, match=says) as caught:
+        engine.add_request(prompts["english"], SamplingParams(**params))
+    assert caught.value.param == says
+    assert not engine.has_unfinished()
+
+
+def test_beam_search_refuses_logprobs_rather_than_returning_none() -> None:
+    with pytest.raises(InvalidRequestError, match="beam search does not return logprobs"):
+        SamplingParams.create(num_beams=2, logprobs=1)
+
+
+def unchecked(engine: Engine, prompt: list[int], params: SamplingParams) -> str:
+    """Queue a request past `check_request`, as a bug in a check would let it through."""
+    from llmkit.engine.sequence import Request
+
+    request_id = f"unchecked-{len(engine.waiting)}"
+    engine.waiting.append(Request.create(request_id, prompt, params, engine.tokenizer, engine.eos_ids, None))
+    return request_id
+
+
+@pytest.mark.parametrize(
+    "bad_prompt, bad_params",
+    [
+        (None, SamplingParams.model_construct(**{**SamplingParams().model_dump(), "do_sample": True, "top_k": 10**20})),
+        ([1, 10**6], SamplingParams()),  # past the embedding table: fails inside the batched prefill
+    ],
+    ids=["sampling-step", "prefill"],
+)
+def test_a_request_that_fails_inside_a_step_fails_alone(engine, prompts, bad_prompt, bad_params) -> None:
+    """Its batch mates (sampled and greedy, queued before and after it) run to the same end as alone."""
+    greedy, sampled = SamplingParams(max_new_tokens=8), SamplingParams(max_new_tokens=8, do_sample=True, seed=3)
+    alone = [run_alone(engine, prompts["english"], greedy), run_alone(engine, prompts["code"], sampled)]
+    before = engine.add_request(prompts["english"], greedy)
+    bad = unchecked(engine, bad_prompt or prompts["chinese"], bad_params)
+    after = engine.add_request(prompts["code"], sampled)
+    final = {}
+    while engine.has_unfinished():
+        final.update({out.request_id: out for out in engine.step() if out.finished})
+    assert final[bad].error is not None and final[bad].outputs == []
+    for request_id, expected in zip((before, after), alone):
+        assert final[request_id].error is None
+        assert final[request_id].outputs[0].token_ids == expected.outputs[0].token_ids
+
+
 def test_more_beams_than_rows_is_rejected(engine, prompts) -> None:
     with pytest.raises(InvalidRequestError, match="needs 9 sequences.*max_batch_size is 8"):
         engine.add_request(prompts["english"], SamplingParams(num_beams=9))

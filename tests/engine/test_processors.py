@@ -217,8 +217,10 @@ def test_order_follows_transformers() -> None:
         SamplingParams(repetition_penalty=1.1, presence_penalty=0.1, no_repeat_ngram_size=2, min_new_tokens=1),
         SamplingParams(do_sample=True, temperature=0.5, top_k=3, top_p=0.5, min_p=0.1),
     ]
+    params[1] = params[1].model_copy(update={"logit_bias": {3: 1.0}})
     kinds = [type(p) for p in build_processors(params, EOS)]
     assert kinds == [
+        P.LogitBiasLogitsProcessor,
         P.RepetitionPenaltyLogitsProcessor,
         P.PresenceFrequencyPenaltyLogitsProcessor,
         P.NoRepeatNGramLogitsProcessor,
@@ -228,6 +230,29 @@ def test_order_follows_transformers() -> None:
         P.TopPLogitsWarper,
         P.MinPLogitsWarper,
     ]
+
+
+def test_logit_bias_adds_each_rows_own_bias_to_greedy_and_sampled_rows() -> None:
+    logits, history = random_logits(0, batch=3), random_history(0, batch=3)
+    params = [
+        SamplingParams(logit_bias={5: 100.0, 9: -100.0}),
+        SamplingParams(),
+        SamplingParams(do_sample=True, logit_bias={5: -2.5}),
+    ]
+    expected = logits.clone()
+    expected[0, 5] += 100.0
+    expected[0, 9] -= 100.0
+    expected[2, 5] -= 2.5
+    assert torch.equal(run(params, logits, history), expected)
+    assert run(params, logits, history)[0].argmax() == 5  # +100 all but forces the token, as in OpenAI
+
+
+def test_logit_bias_is_bounded_as_openai_bounds_it() -> None:
+    from llmkit.errors import InvalidRequestError
+
+    for bad in ({1: 100.5}, {1: -101.0}, {-1: 1.0}):
+        with pytest.raises(InvalidRequestError, match="logit_bias"):
+            SamplingParams.create(logit_bias=bad)
 
 
 def test_no_processor_for_neutral_params() -> None:

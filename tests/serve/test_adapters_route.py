@@ -10,6 +10,7 @@ import pytest
 API_KEY = "test-key"
 MODEL_ID = "smollm2-135m"  # as in conftest's servers
 QUESTION = [{"role": "user", "content": "Name a fruit."}]
+EMBEDDING_MODEL = "all-minilm-l6-v2"  # listed by every server, after the chat models
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +40,16 @@ def answer(http: httpx.Client, model: str) -> dict:
 
 def test_models_lists_base_and_adapters(http, lora_adapters):
     cards = {card["id"]: card for card in http.get("/v1/models").json()["data"]}
-    assert list(cards) == [MODEL_ID, "alpha"]
-    assert cards["alpha"]["parent"] == MODEL_ID and cards["alpha"]["root"] == str(lora_adapters["alpha"])
+    assert list(cards) == [MODEL_ID, "alpha", EMBEDDING_MODEL]
+    assert cards["alpha"]["parent"] == MODEL_ID and cards["alpha"]["root"] == "alpha"
     assert cards[MODEL_ID]["parent"] is None
-    assert http.get("/v1/models/alpha").json()["id"] == "alpha"
+    assert http.get("/v1/models/alpha").json()["root"] == "alpha"
+
+
+def test_model_cards_never_show_the_servers_paths(http, lora_adapters):
+    """An adapter is its own root: its directory on the server stays private."""
+    for body in (http.get("/v1/models").text, http.get("/v1/models/alpha").text):
+        assert str(lora_adapters["alpha"].parent) not in body
 
 
 def test_each_request_runs_its_own_model(http):
@@ -73,7 +80,7 @@ def test_load_and_unload_at_run_time(http, lora_adapters):
     loaded = http.post("/v1/load_adapter", json={"lora_name": "beta", "lora_path": str(lora_adapters["beta"])})
     assert loaded.status_code == 200, loaded.text
     assert loaded.json()["id"] == "beta" and loaded.json()["parent"] == MODEL_ID
-    assert [c["id"] for c in http.get("/v1/models").json()["data"]] == [MODEL_ID, "alpha", "beta"]
+    assert [c["id"] for c in http.get("/v1/models").json()["data"]] == [MODEL_ID, "alpha", "beta", EMBEDDING_MODEL]
     beta = answer(http, "beta")["choices"][0]["message"]["content"]
     assert beta != answer(http, "alpha")["choices"][0]["message"]["content"]
 
@@ -103,6 +110,16 @@ def test_bad_adapter_requests(http, route, body, status, message):
     response = http.post(route, json=body)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]["message"] + str(response.json()["error"]["param"])
+
+
+@pytest.mark.parametrize("name", ["rag:demo", "../x", "org/../x", "a/b/c", "__base__"])
+def test_adapter_names_must_be_model_ids(http, lora_adapters, name):
+    """A `rag:` name would be unreachable (knowledge bases own them) and a path-like one reaches PEFT: both 400."""
+    response = http.post("/v1/load_adapter", json={"lora_name": name, "lora_path": str(lora_adapters["beta"])})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "lora_name" and "letters, digits" in error["message"]
+    assert name not in [c["id"] for c in http.get("/v1/models").json()["data"]]
 
 
 def test_loading_an_adapter_twice_is_refused(http, lora_adapters):

@@ -71,6 +71,32 @@ def test_unknown_model_is_a_404(client):
     assert caught.value.body["type"] == "not_found_error" and caught.value.body["param"] == "model"
 
 
+def test_a_hub_model_not_cached_offline_is_a_404_naming_the_served_models(client):
+    """Not packaged, not local, not in the cache, and the hub cannot be asked (tests run with HF_HUB_OFFLINE=1):
+    the model is not found here, not a server failure."""
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.embeddings.create(model="org/does-not-exist", input="hi", encoding_format="float")
+    body = caught.value.body
+    assert body["type"] == "not_found_error" and body["param"] == "model"
+    assert "'org/does-not-exist' is not available offline" in body["message"] and MODEL in body["message"]
+
+
+@pytest.mark.parametrize("name", ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "ALL-MINILM-L6-V2"])
+def test_the_models_own_names_are_accepted_and_answered_with_the_canonical_one(client, name):
+    response = client.embeddings.create(model=name, input="The cat sits on the mat.", encoding_format="float")
+    assert response.model == MODEL and len(response.data[0].embedding) == 384
+
+
+def test_models_lists_the_embedding_model_but_chat_refuses_it(client, server):
+    listed = {model.id: model for model in client.models.list().data}
+    assert list(listed)[0] == server.model_id  # the chat model stays first: clients take it as the default
+    assert listed[MODEL].owned_by == "llmkit"
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+    assert caught.value.body["param"] == "model"
+
+
 def test_other_dimensions_are_a_400(client):
     with pytest.raises(openai.BadRequestError, match="384") as caught:
         client.embeddings.create(model=MODEL, input="hi", dimensions=128, encoding_format="float")

@@ -8,6 +8,7 @@ routes outside the schema, and the inputs the fuzz found that used to be 500s.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -42,11 +43,24 @@ KEYLESS_CONFIG = {
 CHAT = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": MAX_TOKENS}
 
 
+VOCAB = 49152  # SmolLM2's vocabulary
+# Every generated generation body also gets one of these (where it left the fields out), so the pass sends the
+# integer fields that index the vocabulary at their bounds, and just past them.
+AT_BOUNDS = [
+    {"top_k": VOCAB}, {"top_k": -1}, {"top_k": VOCAB + 1}, {"top_k": 2**63},
+    {"stop_token_ids": [0, VOCAB - 1]}, {"stop_token_ids": [VOCAB]}, {"stop_token_ids": [2**64]},
+    {"logit_bias": {"0": -100, str(VOCAB - 1): 100}}, {"logit_bias": {str(VOCAB): 1}}, {"logit_bias": {"1": 100.5}},
+    {"min_tokens": MAX_TOKENS, "stop_token_ids": [2]},
+]
+_bounds = itertools.cycle(AT_BOUNDS)
+
+
 def capped(body: Any) -> Any:
-    """A generation body with max_tokens set (its default fills the context) and every cost field capped."""
+    """A generation body with max_tokens set (its default fills the context), every cost field capped, and the
+    vocabulary-indexing fields it left out set at (or past) their bounds."""
     if not isinstance(body, dict):
         return body
-    body = {**body}
+    body = {**next(_bounds), **body}
     if body.get("max_tokens") is None:
         body["max_tokens"] = MAX_TOKENS
     for field, cap in CAPS.items():
@@ -195,6 +209,16 @@ def test_bad_fields_are_400_naming_the_field(http, route, body, param):
     assert response.status_code == 400, response.text
     assert_openai_error(response.json())
     assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("fields", [
+    {"top_k": VOCAB}, {"top_k": -1}, {"stop_token_ids": [0, VOCAB - 1]}, {"logit_bias": {"0": -100, str(VOCAB - 1): 100}},
+    {"min_tokens": MAX_TOKENS, "stop_token_ids": [2]}, {"seed": 2**63 - 1}, {"seed": -(2**63)},
+], ids=["top-k-vocab", "top-k-off", "stop-ids-ends", "logit-bias-ends", "min-tokens-max", "seed-max", "seed-min"])
+def test_fields_at_their_bounds_are_served(http, fields):
+    body = {"prompt": "The capital of France is", "max_tokens": MAX_TOKENS, "temperature": 0.7, **fields}
+    response = http.post("/v1/completions", json=body)
+    assert response.status_code == 200, response.text
 
 
 def test_tiny_temperature_decodes_greedily(http):

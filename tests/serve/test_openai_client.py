@@ -27,7 +27,7 @@ def prompt_tokens(server, messages) -> int:
 
 def test_models_list(client):
     models = client.models.list()
-    assert [m.id for m in models.data] == [MODEL_ID]
+    assert [m.id for m in models.data] == [MODEL_ID, "all-minilm-l6-v2"]  # the chat model, then the embedding one
     assert client.models.retrieve(MODEL_ID).id == MODEL_ID
 
 

@@ -103,6 +103,16 @@ def test_query_unknown_kb_is_404(http):
     assert_error(http.post("/v1/rag/nothing-here/query", json={"query": QUESTION}), 404, says="nothing-here")
 
 
+def test_unknown_kb_404s_list_the_knowledge_bases_and_never_the_store(http, client, store):
+    """Clients learn which knowledge bases there are, by name; where the server keeps them stays private."""
+    error = assert_error(http.post("/v1/rag/nothing-here/query", json={"query": QUESTION}), 404)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="rag:nothing-here", messages=[{"role": "user", "content": QUESTION}])
+    for message in (error["message"], caught.value.body["message"]):
+        assert "'nothing-here' (knowledge bases: examples)" in message
+        assert str(store) not in message and store.name not in message
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from llmkit.engine.async_engine import QueueFullError
+from llmkit.engine.checks import check_prompt
 from llmkit.engine.outputs import TokenLogprob
 from llmkit.engine.params import ResponseFormat, SamplingParams
 from llmkit.errors import InvalidRequestError, LLMKitError, ModelNotFoundError
@@ -24,7 +25,6 @@ from llmkit.serve.vllm_engine import (
     VllmEngine,
     VllmError,
     VllmNotInstalledError,
-    check_prompt,
     to_request_output,
     vllm_engine_kwargs,
     vllm_sampling_kwargs,
@@ -161,11 +161,12 @@ def test_sampling_parameters_map_one_to_one():
         do_sample=True, temperature=0.7, top_p=0.9, top_k=40, min_p=0.05, repetition_penalty=1.1,
         presence_penalty=0.5, frequency_penalty=-0.5, seed=7, stop=["\n\n"], stop_token_ids=[5], ignore_eos=True,
         max_new_tokens=30, min_new_tokens=2, logprobs=3, skip_special_tokens=False, num_return_sequences=2,
+        logit_bias={9: -100.0},
     )
     assert vllm_sampling_kwargs(params) == {
         "n": 2, "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1,
         "presence_penalty": 0.5, "frequency_penalty": -0.5, "seed": 7, "stop": ["\n\n"], "stop_token_ids": [5],
-        "ignore_eos": True, "max_tokens": 30, "min_tokens": 2, "logprobs": 3, "skip_special_tokens": False,
+        "logit_bias": {9: -100.0}, "ignore_eos": True, "max_tokens": 30, "min_tokens": 2, "logprobs": 3, "skip_special_tokens": False,
         "output_kind": "DELTA",
     }
 

@@ -178,16 +178,32 @@ def test_every_route_but_health_needs_the_api_key(client, method, url):
     assert client.get("/health", headers={"Authorization": ""}).status_code == 200
 
 
-def test_without_an_api_key_the_routes_are_open(db_url):
+def test_without_an_api_key_reads_are_open_and_writes_are_refused(db_url):
     gazetteer = Gazetteer(db_url)
     with TestClient(create_app(gazetteer)) as client:
         assert client.get("/places?names=Tokyo").json()["places"][0]["name"] == "东京"
+        assert client.get("/symbols?names=道路").status_code == 200 and client.post("/ids").status_code == 200
+        for response in (client.post("/places", json=CAMP), client.put("/places/北京", json={**CAMP, "name": "北京"}),
+                         client.post("/places", json={"name": 1})):  # refused before the body is checked
+            body = error(response, 403)
+            assert body["type"] == "permission_error" and "--api-key" in body["message"]
+        assert client.get("/health").json()["places"] == 61  # nothing was written
+        assert client.get("/places?names=北京").json()["places"][0]["longitude"] == 116.3972
+    gazetteer.close()
+
+
+def test_a_body_over_the_limit_is_413(db_url):
+    gazetteer = Gazetteer(db_url)
+    with TestClient(create_app(gazetteer, api_key=API_KEY, max_body_bytes=1000), headers=AUTH) as client:
+        body = error(client.post("/places", json={**CAMP, "aliases": ["x" * 1000]}), 413)
+        assert body["message"] == "the request body is larger than 1000 bytes"
+        assert client.post("/places", json=CAMP).status_code == 201
     gazetteer.close()
 
 
 def test_places_persist_across_restarts_and_seeding_happens_once(db_url):
     first = Gazetteer(db_url)
-    with TestClient(create_app(first)) as client:
+    with TestClient(create_app(first, api_key=API_KEY), headers=AUTH) as client:
         assert client.post("/places", json=CAMP).status_code == 201
         assert client.put("/places/上海", json={"name": "上海", "longitude": 121.47, "latitude": 31.23}).status_code == 200
     first.close()
@@ -223,6 +239,15 @@ def test_llmkit_toolserver_serves_a_sqlite_file(tmp_path, cli_server):
     log = log_path.read_text()
     assert f"gazetteer at {url} (API key required)" in log and "61 places · 17 map symbols" in log
     assert database.is_file()
+
+
+@pytest.mark.slow
+def test_llmkit_toolserver_without_a_key_says_it_is_read_only(tmp_path, cli_server):
+    url, log_path = cli_server("toolserver", "--db", f"sqlite:///{tmp_path / 'places.db'}",
+                               env={"LLMKIT_TOOLSERVER_API_KEY": ""}, timeout=120)
+    assert httpx.get(f"{url}/places", params={"names": "北京"}).status_code == 200
+    assert httpx.post(f"{url}/places", json=CAMP).status_code == 403
+    assert "read-only: start with --api-key to allow writes" in log_path.read_text()
 
 
 def test_llmkit_toolserver_with_a_bad_database_url_fails_with_one_line():

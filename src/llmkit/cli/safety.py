@@ -26,11 +26,14 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the counts and mistakes as JSON."),
 ) -> None:
     """Check every prompt as user input; per category, count unsafe prompts blocked and safe ones wrongly blocked."""
+    from llmkit.jsonl import file_path
     from llmkit.safety import load_policy
     from llmkit.safety.evaluate import evaluate as run_evaluation
     from llmkit.safety.evaluate import read_prompts
 
     records = read_prompts(data)
+    if out is not None:
+        file_path(out)  # a directory is refused now, not after the evaluation
     policy = load_policy(safety)
     logging.getLogger("llmkit.safety").addHandler(logging.NullHandler())  # the mistakes are listed below instead
     logging.getLogger("llmkit.safety").propagate = False

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from llmkit.cli.console import err_console, log_to_stderr
+from llmkit.cli.listen import bind, run_server
 from llmkit.cli.model_loading import build_llm
 from llmkit.cli.options import MODEL_OPTIONS, add_options
 
@@ -45,7 +46,7 @@ def serve(
     model_options: dict[str, Any] = None,
 ) -> None:
     """Serve a model over OpenAI's HTTP API (chat, completions, streaming) with continuous batching."""
-    import uvicorn
+    sock = bind(host, port)  # before the model loads: a taken port fails at once
 
     from llmkit.safety import load_policy
     from llmkit.serve import create_app
@@ -72,7 +73,7 @@ def serve(
     err_console.print(f"[dim]models: {', '.join([model_id, *adapters])} · {model_options['backend']} backend · "
                       f"max batch {max_batch_size} · context {context}"
                       f"{f' · safety policy {safety} ({policy.mode})' if policy else ''}[/]")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    run_server(app, sock)
 
 
 def _vllm_engine(options: dict[str, Any], adapters: dict[str, Path], max_batch_size: int, max_queue: int):

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from llmkit.cli.console import err_console
+from llmkit.cli.listen import bind, run_server
 
 
 def toolserver(
@@ -16,15 +17,15 @@ def toolserver(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes the server)."),
     port: int = typer.Option(8100, "--port", help="TCP port."),
     api_key: Optional[str] = typer.Option(
-        None, "--api-key", envvar="LLMKIT_TOOLSERVER_API_KEY", help="Require 'Authorization: Bearer KEY' (not /health)."
+        None, "--api-key", envvar="LLMKIT_TOOLSERVER_API_KEY",
+        help="Require 'Authorization: Bearer KEY' (not /health) and allow writes; without it the server is read-only.",
     ),
 ) -> None:
     """Serve a gazetteer of named places and map symbols over REST; a new database starts with capitals and symbols."""
     from llmkit.toolserver.gazetteer import Gazetteer
 
+    sock = bind(host, port)  # a taken port fails before the database opens
     gazetteer = Gazetteer(db)  # before the web stack is imported: a bad --db fails at once
-
-    import uvicorn
 
     from llmkit.toolserver.app import create_app
 
@@ -32,4 +33,6 @@ def toolserver(
     health = gazetteer.health()
     err_console.print(f"gazetteer at [bold]http://{host}:{port}[/]{' (API key required)' if api_key else ''}")
     err_console.print(f"[dim]{gazetteer.url} · {health.places} places · {health.symbols} map symbols[/]")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if api_key is None:
+        err_console.print("[yellow]read-only: start with --api-key to allow writes[/]")
+    run_server(app, sock)

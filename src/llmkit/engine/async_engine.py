@@ -25,9 +25,10 @@ T = TypeVar("T")
 
 
 class QueueFullError(LLMKitError):
-    """More requests are waiting than the server accepts; the client should retry later."""
+    """More requests are waiting than the server accepts; the client should retry after `retry_after` seconds."""
 
     status_code = 429
+    retry_after = 1
 
 
 class AsyncEngine:
@@ -137,11 +138,11 @@ class AsyncEngine:
                 continue
             try:
                 outputs = self.engine.step()
-            except Exception as error:  # a failed step must not leave every caller waiting forever
+            except Exception as error:  # a bug outside any one request: no caller may be left waiting forever
                 self._fail_all(error)
                 continue
             for output in outputs:
-                self._deliver(output.request_id, output)
+                self._deliver(output.request_id, output if output.error is None else output.error)
 
     def _fail_all(self, error: Exception) -> None:
         with self._lock:

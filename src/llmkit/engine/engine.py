@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence as Seq
+from collections.abc import Callable, Iterable, Iterator, Sequence as Seq
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from llmkit.engine.checks import check_params, check_prompt
 from llmkit.engine.model_runner import ModelRunner, Runner
 from llmkit.engine.outputs import RequestOutput, TokenLogprob
 from llmkit.engine.params import SamplingParams
@@ -24,6 +25,9 @@ from llmkit.engine.sampling import make_generator, select_tokens, token_logprobs
 from llmkit.engine.sequence import Request, Sequence
 from llmkit.engine.structured import Grammar, compile_response_format, mask_logits
 from llmkit.errors import InvalidRequestError, ModelNotFoundError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Engine:
@@ -115,21 +119,23 @@ class Engine:
     # ---- the loop ------------------------------------------------------------------------------
 
     def step(self) -> list[RequestOutput]:
-        """Admit what fits, decode one token for every running row, return the changed requests."""
+        """Admit what fits, decode one token for every running row, return the changed requests.
+
+        A request whose prefill, sampling or bookkeeping raises fails alone: its output carries the error and its
+        batch mates go on. A batched decode that raises fails the requests it was decoding; waiting ones still run.
+        """
         outputs = [r.output() for r in self._take_aborted_waiting()]
         decoding = self.rows[:]
         logits = self._admit()
         if decoding:
-            step_logits = self.runner.decode(
-                torch.tensor([seq.tokens[-1] for seq in decoding], device=self.runner.device),
-                torch.tensor([len(seq.tokens) - 1 for seq in decoding], device=self.runner.device),
-                _adapters([seq.adapter for seq in decoding]),
-            )
-            logits.update({id(seq): step_logits[i] for i, seq in enumerate(decoding)})
+            logits.update(self._decode(decoding))
         self._advance_sampled([r for r in self.running if r.beam is None], logits)
         for request in self.running:
             if request.beam is not None and not request.finished:
-                self._advance_beams(request, torch.stack([logits[id(seq)] for seq in request.sequences]))
+                try:
+                    self._advance_beams(request, torch.stack([logits[id(seq)] for seq in request.sequences]))
+                except Exception as error:  # this request's own failure; its batch mates go on
+                    request.fail(error)
         outputs += [r.output() for r in self.running]
         self._release_finished()
         return outputs
@@ -153,6 +159,9 @@ class Engine:
             for out in self.step():
                 if out.finished:
                     final[out.request_id] = out
+        failed = [final[i].error for i in ids if final[i].error is not None]
+        if failed:
+            raise failed[0]
         return [final[i] for i in ids]
 
     def stream(self, prompt_token_ids: Seq[int], params: SamplingParams) -> Iterator[RequestOutput]:
@@ -162,6 +171,8 @@ class Engine:
             while True:
                 for out in self.step():
                     if out.request_id == request_id:
+                        if out.error is not None:
+                            raise out.error
                         yield out
                         if out.finished:
                             return
@@ -179,17 +190,8 @@ class Engine:
             raise InvalidRequestError(
                 f"this request needs {rows} sequences at once but max_batch_size is {self.max_batch_size}"
             )
-        prompt = [int(t) for t in prompt_token_ids]
-        if not prompt:
-            raise InvalidRequestError("the prompt is empty: give at least one token")
-        if len(prompt) >= self.max_seq_len:
-            raise InvalidRequestError(
-                f"the prompt has {len(prompt)} tokens but the context holds {self.max_seq_len}: "
-                "shorten it or raise max_seq_len"
-            )
-        bad = [t for t in prompt if not 0 <= t < self.vocab_size]
-        if bad:
-            raise InvalidRequestError(f"token ids outside the vocabulary (0..{self.vocab_size - 1}): {bad[:5]}")
+        prompt = check_prompt(prompt_token_ids, self.max_seq_len, self.vocab_size)
+        check_params(params, len(prompt), self.max_seq_len, self.vocab_size)
         self._grammar(params)  # a schema that cannot compile is the caller's error, found before decoding
         return prompt
 
@@ -216,41 +218,68 @@ class Engine:
             admitted.append(self.waiting.popleft())
             free -= len(request.sequences)
             budget -= len(request.prompt_ids)
-        if not admitted:
-            return {}
         for request in admitted:
             for seq in request.sequences:
                 seq.row = len(self.rows)
                 self.rows.append(seq)
-        prompt_logits = self.runner.prefill(
-            [r.prompt_ids for r in admitted],
-            [r.sequences[0].row for r in admitted],
-            _adapters([r.sequences[0].adapter for r in admitted]),
-        )
+        self.running.extend(admitted)
         logits = {}
-        for request, request_logits in zip(admitted, prompt_logits):
+        for request, request_logits in _isolated(admitted, lambda request: request, self._prefill):
+            logits.update({id(seq): request_logits for seq in request.sequences})
+        return logits
+
+    def _prefill(self, requests: list[Request]) -> list[torch.Tensor]:
+        """Process the prompts into their requests' first cache rows, copied to every fork; each one's first logits."""
+        prompt_logits = self.runner.prefill(
+            [r.prompt_ids for r in requests],
+            [r.sequences[0].row for r in requests],
+            _adapters([r.sequences[0].adapter for r in requests]),
+        )
+        for request in requests:
             first, *forks = request.sequences
             if forks:
                 self.runner.copy_rows([first.row] * len(forks), [s.row for s in forks], len(request.prompt_ids))
-            logits.update({id(seq): request_logits for seq in request.sequences})
-        self.running.extend(admitted)
-        return logits
+        return list(prompt_logits)
+
+    def _decode(self, rows: list[Sequence]) -> dict[int, torch.Tensor]:
+        """One batched forward for `rows`; if it raises, every request decoding in it fails with that error."""
+        try:
+            step_logits = self.runner.decode(
+                torch.tensor([seq.tokens[-1] for seq in rows], device=self.runner.device),
+                torch.tensor([len(seq.tokens) - 1 for seq in rows], device=self.runner.device),
+                _adapters([seq.adapter for seq in rows]),
+            )
+        except Exception as error:  # not any one row's fault: the rows in it fail, the waiting queue still runs
+            decoding = {id(seq) for seq in rows}
+            for request in self.running:
+                if any(id(seq) in decoding for seq in request.sequences):
+                    request.fail(error)
+            return {}
+        return {id(seq): step_logits[i] for i, seq in enumerate(rows)}
 
     def _advance_sampled(self, requests: list[Request], logits: dict[int, torch.Tensor]) -> None:
         """Pick the next token of every live non-beam row in one pass, each row with its own parameters."""
         live = [(r, seq) for r in requests for seq in r.sequences if seq.finish_reason is None]
-        if not live:
-            return
+        for (request, seq), (token, logprob) in _isolated(live, lambda pair: pair[0], lambda rows: self._sample(rows, logits)):
+            if request.error is not None:
+                continue
+            try:
+                if logprob is not None:
+                    seq.logprobs.append(logprob)
+                request.append_token(seq, token, self.max_seq_len)
+            except Exception as error:  # e.g. the detokenizer or grammar on this row's token: this request alone
+                request.fail(error)
+
+    def _sample(
+        self, live: list[tuple[Request, Sequence]], logits: dict[int, torch.Tensor]
+    ) -> list[tuple[int, TokenLogprob | None]]:
+        """Each row's next token (and its logprob entry, where asked for), without changing any row."""
         seqs = [seq for _, seq in live]
         params = [r.params for r, _ in live]
         raw = torch.stack([logits[id(seq)] for seq in seqs])
         processed = self._process(seqs, params, mask_logits(raw, [seq.grammar for seq in seqs]), warpers=True)
         chosen = select_tokens(processed, params, [r.generator for r, _ in live])
-        wants_logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]
-        if wants_logprobs:
-            self._record_logprobs([seqs[i] for i in wants_logprobs], raw[wants_logprobs], chosen[wants_logprobs])
-        for (request, seq), token in zip(live, chosen.tolist()):
-            request.append_token(seq, token, self.max_seq_len)
+        return list(zip(chosen.tolist(), self._logprobs(seqs, raw, chosen)))
 
     def _advance_beams(self, request: Request, raw: torch.Tensor) -> None:
         """One beam-search step for `request`: score, reorder the cache rows, extend the beams."""
@@ -280,13 +309,20 @@ class Engine:
         )
         return apply_processors(processors, logits, history)
 
-    def _record_logprobs(self, seqs: list[Sequence], raw: torch.Tensor, chosen: torch.Tensor) -> None:
-        """Log-probabilities under the model itself (before penalties and warpers), as OpenAI reports them."""
-        top_n = max(seq.logprobs_top for seq in seqs)
-        chosen_lp, top_lp, top_ids = token_logprobs(torch.log_softmax(raw, dim=-1), chosen, top_n)
-        for i, seq in enumerate(seqs):
-            top = dict(zip(top_ids[i, : seq.logprobs_top].tolist(), top_lp[i, : seq.logprobs_top].tolist()))
-            seq.logprobs.append(TokenLogprob(int(chosen[i]), float(chosen_lp[i]), top))
+    def _logprobs(self, seqs: list[Sequence], raw: torch.Tensor, chosen: torch.Tensor) -> list[TokenLogprob | None]:
+        """Each row's chosen-token logprob entry under the model itself (before penalties and warpers), as OpenAI
+        reports them; None for rows that did not ask."""
+        wanted = [i for i, seq in enumerate(seqs) if seq.logprobs is not None]
+        entries: list[TokenLogprob | None] = [None] * len(seqs)
+        if not wanted:
+            return entries
+        top_n = max(seqs[i].logprobs_top for i in wanted)
+        chosen_lp, top_lp, top_ids = token_logprobs(torch.log_softmax(raw[wanted], dim=-1), chosen[wanted], top_n)
+        for j, i in enumerate(wanted):
+            k = seqs[i].logprobs_top
+            top = dict(zip(top_ids[j, :k].tolist(), top_lp[j, :k].tolist()))
+            entries[i] = TokenLogprob(int(chosen[i]), float(chosen_lp[j]), top)
+        return entries
 
     def _release_finished(self) -> None:
         """Drop finished requests and compact the surviving rows to the front of the cache."""
@@ -300,6 +336,29 @@ class Engine:
             seq.row = new_row
         self.rows = survivors
 
+
+def _isolated(items: list[T], owner: Callable[[T], Request], run: Callable[[list[T]], list[R]]) -> list[tuple[T, R]]:
+    """`run(items)` as one batch; if it raises, item by item, failing the request (`owner`) of each item that raises.
+
+    Returns each item whose request has not failed, with its result: one bad request never fails its batch mates.
+    """
+    if not items:
+        return []
+    try:
+        return list(zip(items, run(items), strict=True))
+    except Exception as error:
+        if len(items) == 1:
+            owner(items[0]).fail(error)
+            return []
+    results = []
+    for item in items:
+        try:
+            (result,) = run([item])
+        except Exception as error:
+            owner(item).fail(error)
+        else:
+            results.append((item, result))
+    return [(item, result) for item, result in results if owner(item).error is None]
 
 
 def _adapters(names: list[str | None]) -> list[str | None] | None:

@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from llmkit.engine.adapters import check_adapter_name
 from llmkit.engine.kv_cache import SlotKVCache
 from llmkit.errors import InvalidRequestError, ModelNotFoundError
 
@@ -144,6 +145,7 @@ class ModelRunner:
         """Add the PEFT LoRA adapter at `path` under `name`; the base model's weights stay shared."""
         from peft import PeftModel
 
+        check_adapter_name(name)
         if self._fixed_adapter:
             raise InvalidRequestError("this model was loaded with a fixed adapter; named adapters cannot join it")
         if name in self._named_adapters:
@@ -156,9 +158,9 @@ class ModelRunner:
             raise ModelNotFoundError(f"{path} is not a LoRA adapter directory (no adapter_config.json)")
         try:
             if _is_peft(self.model):
-                self.model.load_adapter(str(path), adapter_name=name)
+                self.model.load_adapter(str(path), adapter_name=_peft_name(name))
             else:
-                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=_peft_name(name))
         except (ValueError, KeyError, RuntimeError, OSError) as error:  # PEFT: wrong base, bad or unreadable weights
             raise InvalidRequestError(f"cannot load the adapter at {path} onto this model: {error}") from None
         self.model.eval()
@@ -170,7 +172,7 @@ class ModelRunner:
             raise ModelNotFoundError(f"no adapter named {name!r} is loaded")
         del self._named_adapters[name]
         if self._named_adapters:
-            self.model.delete_adapter(name)
+            self.model.delete_adapter(_peft_name(name))
         else:  # the last one: back to the plain base model (PEFT keeps no adapter-less state)
             self.model = self.model.unload()
 
@@ -181,7 +183,7 @@ class ModelRunner:
                 raise InvalidRequestError(f"no adapters are loaded, but rows asked for {sorted(set(filter(None, adapters)))}")
             return {}
         names = list(adapters) if adapters is not None else [None] * batch
-        return {"adapter_names": [name or "__base__" for name in names]}
+        return {"adapter_names": [_peft_name(name) if name else "__base__" for name in names]}
 
     def _decode_mask(self, positions: torch.Tensor, kv_len: int) -> torch.Tensor | dict[str, torch.Tensor]:
         """Boolean [B, 1, 1, kv_len] masks: row b sees keys 0..positions[b] (within the window, if any)."""
@@ -199,3 +201,9 @@ class ModelRunner:
 def _is_peft(model: object) -> bool:
     """True for a PEFT-wrapped model (checked without importing PEFT when it is not in use)."""
     return type(model).__module__.startswith("peft.")
+
+
+def _peft_name(name: str) -> str:
+    """The key PEFT stores adapter `name` under: its `nn.ModuleDict`s refuse '.', which adapter names may hold
+    (and ':', which they may not, takes its place, so two names never share a key)."""
+    return name.replace(".", ":")

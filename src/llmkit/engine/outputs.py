@@ -36,9 +36,13 @@ class CompletionOutput:
 
 @dataclass
 class RequestOutput:
-    """The state of one request after an engine step; `finished` once every sequence has ended."""
+    """The state of one request after an engine step; `finished` once every sequence has ended.
+
+    `error` is set when this request failed on its own (its batch mates carry on): its outputs end there.
+    """
 
     request_id: str
     prompt_token_ids: list[int]
     outputs: list[CompletionOutput]
     finished: bool
+    error: Exception | None = None

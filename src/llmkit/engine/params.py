@@ -6,7 +6,7 @@ penalised requests. Validation happens here, once, with messages that name the p
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -42,6 +42,9 @@ class ResponseFormat(BaseModel):
 
 
 GREEDY_BELOW = 1e-5
+MAX_LOGIT_BIAS = 100.0  # OpenAI's bound: -100 bans a token, +100 all but forces it
+
+TokenId = Annotated[int, Field(ge=0)]
 
 
 class SamplingParams(BaseModel):
@@ -65,7 +68,10 @@ class SamplingParams(BaseModel):
     early_stopping: bool | Literal["never"] = Field(False, description="Beam stopping rule, as in transformers.")
     num_return_sequences: int = Field(1, ge=1, description="Sequences returned per prompt.")
     stop: list[str] = Field(default_factory=list, description="Stop strings; the stop string is not returned.")
-    stop_token_ids: list[int] = Field(default_factory=list, description="Extra token ids that end generation.")
+    stop_token_ids: list[TokenId] = Field(default_factory=list, description="Extra token ids that end generation.")
+    logit_bias: dict[TokenId, Annotated[float, Field(ge=-MAX_LOGIT_BIAS, le=MAX_LOGIT_BIAS)]] = Field(
+        default_factory=dict, description="Token id -> bias added to its logit before any other processor (OpenAI)."
+    )
     ignore_eos: bool = Field(False, description="Keep generating past the model's EOS token.")
     seed: int | None = Field(
         None, ge=-(2**63), lt=2**64, description="Seed of this request's own random generator (64-bit)."
@@ -95,6 +101,8 @@ class SamplingParams(BaseModel):
         if self.num_beams > 1:
             if self.sampling:
                 raise ValueError("beam search is deterministic: use num_beams=1 with do_sample=True, or do_sample=False")
+            if self.logprobs is not None:
+                raise ValueError("beam search does not return logprobs: leave logprobs out, or use num_beams=1")
             if self.num_return_sequences > self.num_beams:
                 raise ValueError(
                     f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})"

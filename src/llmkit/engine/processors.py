@@ -61,6 +61,16 @@ class LogitsProcessor(Protocol):
     def __call__(self, logits: torch.Tensor, history: TokenHistory) -> torch.Tensor: ...
 
 
+class LogitBiasLogitsProcessor:
+    """Add each row's OpenAI `logit_bias` (token id -> bias in [-100, 100]) to its logits, before anything else."""
+
+    def __init__(self, rows: torch.Tensor, token_ids: torch.Tensor, bias: torch.Tensor):
+        self.rows, self.token_ids, self.bias = rows, token_ids, bias  # one entry per (row, biased token)
+
+    def __call__(self, logits: torch.Tensor, history: TokenHistory) -> torch.Tensor:
+        return logits.index_put((self.rows, self.token_ids), self.bias.to(logits.dtype), accumulate=True)
+
+
 class RepetitionPenaltyLogitsProcessor:
     """Divide positive and multiply negative logits of every id seen in prompt or output (CTRL, HF semantics)."""
 
@@ -195,8 +205,8 @@ def build_processors(
 ) -> list[LogitsProcessor]:
     """The processors this batch needs, in transformers' order; `warpers=False` leaves out sampling warpers.
 
-    Penalties and masks apply to every row; warpers (temperature, top-k, top-p, min-p) only to rows
-    that sample, so greedy rows keep their exact logits.
+    Logit bias comes first (as in vLLM). Bias, penalties and masks apply to every row; warpers (temperature,
+    top-k, top-p, min-p) only to rows that sample, so greedy rows keep their exact logits.
     """
 
     def column(name: str, neutral: float, dtype: torch.dtype, sampling_only: bool = False) -> torch.Tensor | None:
@@ -207,6 +217,8 @@ def build_processors(
         return torch.tensor(values, dtype=dtype, device=device)
 
     processors: list[LogitsProcessor] = []
+    if any(p.logit_bias for p in params):
+        processors.append(_logit_bias(params, device))
     if (penalty := column("repetition_penalty", 1.0, torch.float32)) is not None:
         processors.append(RepetitionPenaltyLogitsProcessor(penalty))
     presence = column("presence_penalty", 0.0, torch.float32)
@@ -239,6 +251,15 @@ def build_processors(
     if (min_p := column("min_p", 0.0, torch.float32, sampling_only=True)) is not None:
         processors.append(MinPLogitsWarper(min_p))
     return processors
+
+
+def _logit_bias(params: Sequence[SamplingParams], device: torch.device | str) -> LogitBiasLogitsProcessor:
+    """The batch's biases as flat (row, token id, bias) coordinates."""
+    entries = [(row, token, bias) for row, p in enumerate(params) for token, bias in p.logit_bias.items()]
+    rows, token_ids, bias = zip(*entries)
+    return LogitBiasLogitsProcessor(
+        torch.tensor(rows, device=device), torch.tensor(token_ids, device=device), torch.tensor(bias, device=device)
+    )
 
 
 def apply_processors(

@@ -61,6 +61,7 @@ class Request:
     generator: torch.Generator | None = None
     beam: BeamSearch | None = None
     aborted: bool = False
+    error: Exception | None = None
 
     @classmethod
     def create(
@@ -98,6 +99,12 @@ class Request:
     def finished(self) -> bool:
         return all(seq.finish_reason for seq in self.sequences)
 
+    def fail(self, error: Exception) -> None:
+        """End this request because preparing or stepping it raised `error`; the caller gets the error."""
+        self.error = error
+        for seq in self.sequences:
+            seq.finish_reason = seq.finish_reason or "abort"
+
     def append_token(self, seq: Sequence, token: int, max_len: int) -> None:
         """Add a sampled token to `seq`: update its text and decide whether it has finished."""
         seq.tokens.append(token)
@@ -119,6 +126,8 @@ class Request:
 
     def output(self) -> RequestOutput:
         """Snapshot for the caller; consumes each sequence's pending text delta."""
+        if self.error is not None:
+            return RequestOutput(self.request_id, self.prompt_ids, [], True, self.error)
         if self.beam is not None and not self.aborted:
             return self.beam.output(self)
         outputs = []

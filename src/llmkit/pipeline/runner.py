@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import openai
 
-from llmkit.jsonl import JsonlAppender, read_jsonl
+from llmkit.jsonl import JsonlAppender, file_path, read_jsonl
 from llmkit.pipeline.client import ChatClient, EndpointError, open_client
 from llmkit.pipeline.config import PipelineConfig, PipelineError, Task
 from llmkit.pipeline.matchers import route
@@ -96,7 +96,8 @@ def run_pipeline(
     records = read_records(input_path, limit)
     finished = finished_indices(output)
     todo = [record for record in records if record.index not in finished]
-    summary = RunSummary(output, trace or default_trace_path(output), len(records), len(records) - len(todo))
+    trace = file_path(trace or default_trace_path(output))  # refused now, not once the model has loaded
+    summary = RunSummary(output, trace, len(records), len(records) - len(todo))
     if todo:
         run = _Run(config, summary, on_progress or (lambda progress: None))
         started = time.monotonic()

@@ -18,7 +18,7 @@ from psycopg import sql
 from llmkit.rag.chunking import Chunk
 from llmkit.rag.documents import Document
 from llmkit.rag.keywords import keyword_text
-from llmkit.rag.store import Filters, KnowledgeBaseError, KnowledgeBaseNotFound, StoredChunk, filter_sql
+from llmkit.rag.store import Filters, KnowledgeBaseError, StoredChunk, filter_sql, is_kb_name, not_found
 
 # The dimension is known only when `save_settings` records it, so `embedding` starts as a plain `vector`
 # and is typed `vector(D)` then, while the table is still empty, before the HNSW index is built: pgvector
@@ -76,9 +76,7 @@ class PostgresStore:
     def _open(self, kb: str, create: bool) -> None:
         exists = self._db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone()
         if not exists and not create:
-            raise KnowledgeBaseNotFound(
-                f"no knowledge base {kb!r} in {self._url}: build it with `llmkit rag index FILES --kb {kb} --store URL`"
-            )
+            raise not_found(kb, self._knowledge_base_names(), " --store URL")
         with self._db.transaction():
             if create:
                 self._create_extension()  # before the search path names our schema, or the extension would land in it
@@ -89,6 +87,12 @@ class PostgresStore:
             self._db.execute("SELECT set_config('search_path', %s, false)", (path,))
             if create:
                 self._db.execute(_SCHEMA)
+
+    def _knowledge_base_names(self) -> list[str]:
+        """The knowledge bases in this database: its `rag_{kb}` schemas."""
+        rows = self._db.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, 'rag_')").fetchall()
+        names = [schema.removeprefix("rag_") for (schema,) in rows]
+        return [name for name in names if is_kb_name(name)]
 
     def _create_extension(self) -> None:
         if not self._db.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():

@@ -23,7 +23,7 @@ import numpy as np
 from llmkit.rag.chunking import Chunk
 from llmkit.rag.documents import Document
 from llmkit.rag.keywords import keyword_text
-from llmkit.rag.store import Filters, KnowledgeBaseError, KnowledgeBaseNotFound, StoredChunk, filter_sql
+from llmkit.rag.store import Filters, KnowledgeBaseError, StoredChunk, filter_sql, is_kb_name, not_found
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,10 +61,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path, *, create: bool = False):
         if not path.exists() and not create:
-            raise KnowledgeBaseNotFound(
-                f"no knowledge base {path.stem!r} in {path.parent}: "
-                f"build it with `llmkit rag index FILES --kb {path.stem}`"
-            )
+            raise not_found(path.stem, knowledge_base_names(path.parent))
         path.parent.mkdir(parents=True, exist_ok=True)
         self.location = str(path)
         self._index_path = path.with_suffix(".usearch")
@@ -290,6 +287,11 @@ class SQLiteStore:
                 np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dimension),
             )
         return index
+
+
+def knowledge_base_names(folder: Path) -> list[str]:
+    """The knowledge bases in a store folder: its `{kb}.sqlite` files."""
+    return [file.stem for file in folder.glob("*.sqlite") if is_kb_name(file.stem)]
 
 
 def _shifted(signature: str, removed: list[int], added: list[int]) -> str:

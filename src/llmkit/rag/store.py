@@ -118,14 +118,29 @@ class Store(Protocol):
         ...
 
 
+def is_kb_name(name: str) -> bool:
+    """Whether `name` can name a file and a database schema: letters, digits, '-' and '_', up to 63 characters."""
+    return bool(_KB_NAME.fullmatch(name))
+
+
 def check_kb_name(name: str) -> str:
-    """`name` if it can name a file and a database schema: letters, digits, '-' and '_', up to 63 characters."""
-    if not _KB_NAME.fullmatch(name):
+    """`name` if it can name a knowledge base (see `is_kb_name`)."""
+    if not is_kb_name(name):
         raise KnowledgeBaseError(
             f"bad knowledge base name {name!r}: use letters, digits, '-' and '_' "
             "(up to 63, starting with a letter or digit)"
         )
     return name
+
+
+def not_found(kb: str, available: list[str], store_option: str = "") -> KnowledgeBaseNotFound:
+    """The error for a missing knowledge base: it names the ones the store has, never where the store lives (a
+    server shows it to its clients). `store_option` completes the `llmkit rag index` command that builds it."""
+    names = ", ".join(sorted(available)) or "none yet"
+    return KnowledgeBaseNotFound(
+        f"no knowledge base {kb!r} (knowledge bases: {names}): build it with "
+        f"`llmkit rag index FILES --kb {kb}{store_option}`"
+    )
 
 
 def default_store_dir() -> Path:

@@ -7,10 +7,11 @@ self-contained web chat page (`serve/static/chat.html`) that talks to these rout
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from llmkit.safety import SafetyPolicy
 
 ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 429)}
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned: nobody reads it, the log does
+T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -147,18 +150,7 @@ def _openai_router() -> APIRouter:
     async def create_chat_completion(
         body: ChatCompletionRequest, request: Request, ctx: ServingContext = Depends(_serving)
     ):
-        await moderation.check_messages(ctx, body.messages)  # the user's own words, before any grounding
-        if not rag.is_rag_model(body.model):
-            return _respond(await chat.create_chat_completion(ctx, body))
-        grounded = await rag.ground(request.app.state.rag, body)
-        if grounded.hits:
-            result = await chat.create_chat_completion(ctx, grounded.request, served_as=body.model)
-        else:
-            result = rag.not_found(body)
-        if isinstance(result, AsyncIterator):
-            return _respond(result)
-        # Returned as JSON directly: the route's response model would drop the sources.
-        return JSONResponse(rag.with_sources(result, grounded, body.model).model_dump(mode="json"))
+        return await _unless_disconnected(request, _chat_completion(body, request, ctx))
 
     @router.post("/rag/{kb}/query", response_model=RagQueryResponse)
     async def query_knowledge_base(kb: str, body: RagQueryRequest, request: Request) -> RagQueryResponse:
@@ -174,8 +166,8 @@ def _openai_router() -> APIRouter:
         response_model=CompletionResponse,
         responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks with stream"}},
     )
-    async def create_completion(body: CompletionRequest, ctx: ServingContext = Depends(_serving)):
-        return _respond(await completions.create_completion(ctx, body))
+    async def create_completion(body: CompletionRequest, request: Request, ctx: ServingContext = Depends(_serving)):
+        return await _unless_disconnected(request, _completion(body, ctx))
 
     @router.post("/moderations", response_model=ModerationResponse)
     async def create_moderation(body: ModerationRequest, ctx: ServingContext = Depends(_serving)) -> ModerationResponse:
@@ -183,6 +175,46 @@ def _openai_router() -> APIRouter:
         return await moderation.moderate(ctx, body)
 
     return router
+
+
+async def _chat_completion(body: ChatCompletionRequest, request: Request, ctx: ServingContext):
+    """A chat completion, or a `rag:{kb}` model's grounded one (with its sources)."""
+    await moderation.check_messages(ctx, body.messages)  # the user's own words, before any grounding
+    if not rag.is_rag_model(body.model):
+        return _respond(await chat.create_chat_completion(ctx, body))
+    grounded = await rag.ground(request.app.state.rag, body)
+    if grounded.hits:
+        result = await chat.create_chat_completion(ctx, grounded.request, served_as=body.model)
+    else:
+        result = rag.not_found(body)
+    if isinstance(result, AsyncIterator):
+        return _respond(result)
+    # Returned as JSON directly: the route's response model would drop the sources.
+    return JSONResponse(rag.with_sources(result, grounded, body.model).model_dump(mode="json"))
+
+
+async def _completion(body: CompletionRequest, ctx: ServingContext):
+    return _respond(await completions.create_completion(ctx, body))
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
+    """`work`'s result, unless the client goes away first: then `work` is cancelled, which closes its engine
+    streams and so aborts its requests (a stream's own response aborts them the same way once it has started)."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(request))
+    await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        gone.cancel()
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+async def _disconnect(request: Request) -> None:
+    """Return once the client has closed the connection (the body is already read: nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _adapter_router() -> APIRouter:

@@ -65,7 +65,7 @@ async def create_chat_completion(
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
     max_tokens = request.max_completion_tokens or request.max_tokens
     sampling = ctx.sampling(_with_call_schema(request, plan), [prompt], max_tokens, logprobs)
-    stream, log = await ctx.start([prompt], sampling.params, "chatcmpl", served)
+    stream, log = await ctx.start([prompt], sampling.params, "chatcmpl", served, request.logged_fields())
     if request.stream:
         chunks = _chunks(ctx, request, plan, prompt, stream, sampling, log)
         return event_stream(chunks, stream, log)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+from llmkit.engine.checks import check_token_ids
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.serve import moderation
 from llmkit.serve.errors import invalid
@@ -34,7 +35,7 @@ async def create_completion(ctx: ServingContext, request: CompletionRequest) -> 
     for prompt in prompts:
         await moderation.check_input(ctx, ctx.tokenizer.decode(prompt, skip_special_tokens=True), [], "prompt")
     sampling = ctx.sampling(request, prompts, request.max_tokens, request.logprobs)
-    stream, log = await ctx.start(prompts, sampling.params, "cmpl", served)
+    stream, log = await ctx.start(prompts, sampling.params, "cmpl", served, request.logged_fields())
     if request.stream:
         chunks = _chunks(ctx, request, prompts, stream, sampling, log)
         return event_stream(chunks, stream, log)
@@ -62,14 +63,18 @@ async def create_completion(ctx: ServingContext, request: CompletionRequest) -> 
 
 
 def prompt_ids(ctx: ServingContext, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
-    """Every prompt as token ids: text is encoded (with the tokenizer's own special tokens), ids pass through."""
+    """Every prompt as token ids: text is encoded (with the tokenizer's own special tokens), ids pass through
+    once they are known to be the tokenizer's (400 otherwise: they are decoded for checks and logprobs)."""
     if isinstance(prompt, str):
         prompt = [prompt]
     if not prompt:
         raise invalid("prompt is empty: give a string, a list of strings or a list of token ids", "prompt")
     if all(isinstance(p, int) for p in prompt):
-        return [list(prompt)]
-    return [ctx.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompt]
+        prompt = [prompt]
+    prompts = [ctx.tokenizer.encode(p) if isinstance(p, str) else list(p) for p in prompt]
+    for ids in prompts:
+        check_token_ids(ids, len(ctx.tokenizer), "prompt")
+    return prompts
 
 
 def _context(ctx: ServingContext, prompt: list[int]) -> list[dict[str, str]]:

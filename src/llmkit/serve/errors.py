@@ -47,9 +47,7 @@ class PermissionDeniedError(LLMKitError):
 
 def invalid(message: str, param: str | None = None) -> InvalidRequestError:
     """An `InvalidRequestError` that also names the offending request field (OpenAI's `param`)."""
-    error = InvalidRequestError(message)
-    error.param = param
-    return error
+    return InvalidRequestError(message, param=param)
 
 
 def error_response(
@@ -86,6 +84,9 @@ def describe_request_errors(error: RequestValidationError) -> tuple[str, str | N
         # Union types report one error per member (`prompt.str`, `prompt.list[int]`): keep the field name.
         field = ".".join(part for part in loc if not any(c in part for c in "[]") and part not in {"str", "int"})
         params.append(field or None)
+        if err.get("type") == "extra_forbidden":
+            lines.append(f"unrecognized request argument supplied: {field} (not supported here: leave it out)")
+            continue
         got = f" (got {err['input']!r})" if "input" in err and err.get("type") != "missing" else ""
         lines.append(f"{field or 'body'}: {err['msg']}{got}"[:300])
     unique = list(dict.fromkeys(lines))
@@ -98,7 +99,9 @@ def add_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(LLMKitError)
     async def _user_error(request: Request, error: LLMKitError) -> JSONResponse:
         code = "invalid_api_key" if error.status_code == 401 else getattr(error, "code", None)
-        return error_response(error.status_code, str(error), getattr(error, "param", None), code)
+        retry_after = getattr(error, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return error_response(error.status_code, str(error), error.param, code, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

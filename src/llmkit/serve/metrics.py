@@ -27,11 +27,15 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "llmkit_requests", "HTTP requests answered, by route and status class.", ["route", "status"],
+            "llmkit_requests", "HTTP requests answered in full, by route and status class.", ["route", "status"],
             registry=self.registry,
         )
+        self.aborted = Counter(
+            "llmkit_requests_aborted", "HTTP requests whose client went away before the response ended, by route.",
+            ["route"], registry=self.registry,
+        )
         self.prompt_tokens = Counter(
-            "llmkit_prompt_tokens", "Prompt tokens of generation requests.", registry=self.registry
+            "llmkit_prompt_tokens", "Prompt tokens the engine processed (prompts it admitted).", registry=self.registry
         )
         self.generation_tokens = Counter(
             "llmkit_generation_tokens", "Tokens the engine generated.", registry=self.registry
@@ -59,7 +63,10 @@ class ServerMetrics:
     async def observe(
         self, stream: AsyncIterator[tuple[int, RequestOutput]], prompts: Sequence[Sequence[int]], started: float
     ) -> AsyncIterator[tuple[int, RequestOutput]]:
-        """Pass a merged engine stream through, timing its tokens; count its tokens when it ends (or is closed)."""
+        """Pass a merged engine stream through, timing its tokens; count its tokens when it ends (or is closed).
+
+        A prompt counts once the engine has answered for it: a refused one (a 429, a 400) processed nothing.
+        """
         last_token_at: dict[int, float] = {}
         steps: dict[int, int] = {}
         last: dict[int, RequestOutput] = {}
@@ -81,12 +88,13 @@ class ServerMetrics:
                 yield index, output
         finally:
             await stream.aclose()
-            self.prompt_tokens.inc(sum(len(p) for p in prompts))
+            self.prompt_tokens.inc(sum(len(prompts[i]) for i in last))
             self.generation_tokens.inc(sum(len(o.token_ids) for out in last.values() for o in out.outputs))
 
 
 class RequestCounter:
-    """ASGI middleware: count every HTTP response by its route template (not the raw path) and status class."""
+    """ASGI middleware: count every HTTP response by its route template (not the raw path) and status class, or as
+    aborted when the client went away before the response ended (a closed stream, an abandoned request)."""
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
         self.app, self.metrics = app, metrics
@@ -94,18 +102,30 @@ class RequestCounter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        status = 500
+        status, completed, aborted = 500, False, False
+
+        async def receive_and_note() -> Message:
+            nonlocal aborted
+            message = await receive()
+            aborted = aborted or (message["type"] == "http.disconnect" and not completed)
+            return message
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, completed
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                completed = True
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive_and_note, send_and_note)
         finally:
-            self.metrics.requests.labels(route=route_template(scope), status=f"{status // 100}xx").inc()
+            route = route_template(scope)
+            if aborted:
+                self.metrics.aborted.labels(route=route).inc()
+            else:
+                self.metrics.requests.labels(route=route, status=f"{status // 100}xx").inc()
 
 
 def route_template(scope: Scope) -> str:

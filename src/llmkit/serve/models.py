@@ -1,10 +1,15 @@
-"""`/v1/models`, adapter loading, `/tokenize`, `/detokenize`: what the server serves and how it tokenizes."""
+"""`/v1/models`, adapter loading, `/tokenize`, `/detokenize`: what the server serves and how it tokenizes.
+
+The model list names the chat model, its loaded adapters, and the embedding models `/v1/embeddings` answers without
+a download; cards never show a path on the server.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from llmkit.embeddings import served_embedding_models
 from llmkit.errors import ModelNotFoundError
 from llmkit.serve.chat import chat_prompt
 from llmkit.serve.errors import invalid
@@ -25,13 +30,16 @@ logger = logging.getLogger("llmkit.serve")
 
 
 def list_models(ctx: ServingContext) -> ModelList:
-    """Every model id this server answers to: the base model, then each loaded adapter."""
+    """Every model id this server answers to: the base model, each loaded adapter, then the embedding models."""
     adapters = [_card(ctx, ServedModel(name, name)) for name in ctx.engine.adapters]
-    return ModelList(data=[_card(ctx, ServedModel(ctx.model_id)), *adapters])
+    embedders = [ModelCard(id=name) for name in served_embedding_models()]
+    return ModelList(data=[_card(ctx, ServedModel(ctx.model_id)), *adapters, *embedders])
 
 
 def get_model(ctx: ServingContext, model_id: str) -> ModelCard:
-    """One model's card; 404 for an id the server does not serve."""
+    """One model's card, for any id `list_models` lists; 404 for an id the server does not serve."""
+    if model_id in served_embedding_models():
+        return ModelCard(id=model_id)
     return _card(ctx, ctx.resolve(model_id))
 
 
@@ -55,10 +63,10 @@ async def unload_adapter(ctx: ServingContext, request: UnloadAdapterRequest) -> 
 
 
 def _card(ctx: ServingContext, served: ServedModel) -> ModelCard:
+    """The card of the base model or an adapter: an adapter is its own root (its directory stays on the server)."""
     if served.adapter is None:
         return ModelCard(id=served.id, max_model_len=ctx.max_seq_len)
-    root = ctx.engine.adapters.get(served.adapter)
-    return ModelCard(id=served.id, max_model_len=ctx.max_seq_len, root=str(root) if root else None, parent=ctx.model_id)
+    return ModelCard(id=served.id, max_model_len=ctx.max_seq_len, root=served.adapter, parent=ctx.model_id)
 
 
 def tokenize(ctx: ServingContext, request: TokenizeRequest) -> TokenizeResponse:

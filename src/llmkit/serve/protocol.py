@@ -1,7 +1,9 @@
 """Every request and response body of the server, as pydantic models (OpenAI's shapes, vLLM's extensions).
 
-Requests ignore fields they do not know (OpenAI clients send new ones all the time); values they do
-know are range-checked here so a bad one is a 400 naming the field, never a failure deeper down.
+A request field we know is honoured, and range-checked here so a bad value is a 400 naming it, never a
+failure deeper down; a field we do not know is a 400 naming it too ("unrecognized request argument", as
+OpenAI answers), never silently dropped. OpenAI fields that cannot change the output (`user`, `metadata`,
+`store`, …) are accepted and written to the request log. docs/serving.md lists every field and its bounds.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Annotated, Any, Literal
 import jsonschema
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from llmkit.engine.params import GREEDY_BELOW, ResponseFormat
+from llmkit.engine.params import GREEDY_BELOW, MAX_LOGIT_BIAS, ResponseFormat
 
 FinishReason = Literal["stop", "length", "abort", "tool_calls", "content_filter"]
 INT64 = 2**63
+MAX_STOP = 4  # OpenAI's documented limit on stop sequences
+TokenId = Annotated[int, Field(ge=0, lt=INT64)]
 
 
 def _unicode(text: str) -> str:
@@ -32,7 +36,25 @@ Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class OpenAIModel(BaseModel):
+    """A response body (or a part of one)."""
+
     model_config = ConfigDict(extra="ignore")
+
+
+class RequestModel(BaseModel):
+    """A request body (or a part of one): a field it does not declare is refused by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _unread(value: Any) -> Any:
+    """Accept a field that clients echo back from responses only when it is empty: we would not read it."""
+    if value not in (None, [], {}, ""):
+        raise ValueError("is not read by llmkit: send null or leave it out")
+    return value
+
+
+Unread = Annotated[Any, AfterValidator(_unread)]
 
 
 # ---- errors -------------------------------------------------------------------------------------
@@ -60,7 +82,7 @@ class ModelCard(OpenAIModel):
     created: int = Field(default_factory=lambda: int(time.time()))
     owned_by: str = "llmkit"
     max_model_len: int | None = None
-    root: str | None = Field(None, description="Where the weights came from (an adapter's directory).")
+    root: str | None = Field(None, description="An adapter's own id (its directory stays private to the server).")
     parent: str | None = Field(None, description="The base model an adapter runs on.")
 
 
@@ -69,14 +91,14 @@ class ModelList(OpenAIModel):
     data: list[ModelCard]
 
 
-class LoadAdapterRequest(OpenAIModel):
+class LoadAdapterRequest(RequestModel):
     """Serve a LoRA adapter directory (PEFT format) as a new model id (vLLM's field names)."""
 
-    lora_name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.:/@+-]+$")
+    lora_name: str = Field(min_length=1, max_length=200, description="A model id such as my-lora or org/name.")
     lora_path: str = Field(min_length=1, max_length=4096)
 
 
-class UnloadAdapterRequest(OpenAIModel):
+class UnloadAdapterRequest(RequestModel):
     lora_name: str = Field(min_length=1, max_length=200)
 
 
@@ -89,11 +111,11 @@ class ModelDeleted(OpenAIModel):
 # ---- shared request parts -----------------------------------------------------------------------
 
 
-class StreamOptions(OpenAIModel):
+class StreamOptions(RequestModel):
     include_usage: bool = False
 
 
-class SamplingRequest(OpenAIModel):
+class SamplingRequest(RequestModel):
     """Fields chat and completion requests share: OpenAI's sampling parameters plus vLLM's extensions."""
 
     model: str | None = Field(None, description="Model id; the server's model when left out.")
@@ -101,24 +123,39 @@ class SamplingRequest(OpenAIModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 (or under 1e-5) means greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=128, description="Completions per prompt.")
-    stop: str | list[str] | None = Field(None, description="Up to 4 stop strings, not returned.")
+    stop: Text | Annotated[list[Text], Field(max_length=MAX_STOP)] | None = Field(
+        None, description=f"Up to {MAX_STOP} stop strings, not returned."
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     seed: int | None = Field(None, ge=-INT64, lt=INT64)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    user: str | None = Field(None, description="Accepted for compatibility; ignored.")
+    logit_bias: dict[TokenId, Annotated[float, Field(ge=-MAX_LOGIT_BIAS, le=MAX_LOGIT_BIAS)]] | None = Field(
+        None, description="Token id (as a string key) -> bias in [-100, 100] added to its logit before sampling."
+    )
     response_format: ResponseFormat | None = None
+    # OpenAI fields that do not change the output: accepted and written to the request log.
+    user: str | None = Field(None, max_length=256, description="Your end user's id; logged.")
+    safety_identifier: str | None = Field(None, max_length=256, description="OpenAI's newer name for user; logged.")
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
+        None, max_length=16, description="Up to 16 key-value pairs; logged."
+    )
+    store: bool | None = Field(None, description="Accepted; llmkit keeps no completions. Logged.")
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = Field(
+        None, description="Accepted; there is one tier. Logged."
+    )
+    prompt_cache_key: str | None = Field(None, max_length=256, description="A caching hint; logged.")
     # vLLM extensions
-    top_k: int = Field(0, ge=-1, description="Keep the k most likely tokens; 0 or -1 disables.")
+    top_k: int = Field(0, ge=-1, description="Keep the k most likely tokens (at most the vocabulary); 0 or -1: off.")
     min_p: float = Field(0.0, ge=0.0, le=1.0)
     repetition_penalty: float = Field(1.0, ge=0.01, le=100.0)
-    min_tokens: int = Field(0, ge=0)
+    min_tokens: int = Field(0, ge=0, description="EOS and stop_token_ids are held back until this many; <= max_tokens.")
     ignore_eos: bool = False
     use_beam_search: bool = False
     num_beams: int | None = Field(None, ge=1, le=64)
     length_penalty: float = Field(1.0, ge=-10.0, le=10.0)
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: list[TokenId] | None = Field(None, description="Token ids (in the vocabulary) that end generation.")
     skip_special_tokens: bool = True
 
     @field_validator("temperature")
@@ -127,21 +164,31 @@ class SamplingRequest(OpenAIModel):
         """A temperature too small to divide logits by decodes greedily, as 0 does."""
         return 0.0 if value < GREEDY_BELOW else value
 
+    def logged_fields(self) -> dict[str, Any]:
+        """The output-neutral fields this request set, for its line in the request log."""
+        names = ("user", "safety_identifier", "metadata", "store", "service_tier", "prompt_cache_key")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
 
 # ---- chat ---------------------------------------------------------------------------------------
 
 
-class ContentPart(OpenAIModel):
+class ContentPart(RequestModel):
+    """One part of a message's content; only "text" parts can be read (others are refused by their type)."""
+
     type: str
     text: Text | None = None
+    image_url: Any = None
+    input_audio: Any = None
+    file: Any = None
 
 
-class FunctionCall(OpenAIModel):
+class FunctionCall(RequestModel):
     name: str
     arguments: Text = Field(description="The call's arguments as JSON text (an object).")
 
 
-class ToolCall(OpenAIModel):
+class ToolCall(RequestModel):
     """A call the assistant made: its id (echoed by the `tool` message with the result), name and arguments."""
 
     id: str
@@ -149,12 +196,17 @@ class ToolCall(OpenAIModel):
     function: FunctionCall
 
 
-class ChatMessage(OpenAIModel):
+class ChatMessage(RequestModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = Field(None, description="An assistant turn's calls.")
     tool_call_id: str | None = Field(None, description="A tool message's answer to this call id.")
+    # Fields of an assistant message that clients echo back from a response: accepted when empty.
+    refusal: Unread = None
+    annotations: Unread = None
+    audio: Unread = None
+    function_call: Unread = None
 
     @field_validator("tool_calls")
     @classmethod
@@ -175,7 +227,7 @@ def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-class FunctionDefinition(OpenAIModel):
+class FunctionDefinition(RequestModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Letters, digits, _ and -, at most 64.")
     description: str | None = None
     parameters: Annotated[dict[str, Any], AfterValidator(_json_schema)] = Field(
@@ -184,16 +236,16 @@ class FunctionDefinition(OpenAIModel):
     strict: bool | None = Field(None, description="Accepted; constrained calls always follow the schema.")
 
 
-class Tool(OpenAIModel):
+class Tool(RequestModel):
     type: Literal["function"] = "function"
     function: FunctionDefinition
 
 
-class FunctionName(OpenAIModel):
+class FunctionName(RequestModel):
     name: str
 
 
-class NamedToolChoice(OpenAIModel):
+class NamedToolChoice(RequestModel):
     type: Literal["function"] = "function"
     function: FunctionName
 
@@ -312,7 +364,7 @@ class ChatCompletionChunk(OpenAIModel):
 
 
 class CompletionRequest(SamplingRequest):
-    prompt: Text | list[Text] | list[int] | list[list[int]] = Field(
+    prompt: Text | list[Text] | list[TokenId] | list[list[TokenId]] = Field(
         ..., description="A string, a list of strings, a list of token ids, or a list of token-id lists."
     )
     logprobs: int | None = Field(None, ge=0, le=20, description="Return logprobs with this many alternatives.")
@@ -348,7 +400,7 @@ class CompletionResponse(OpenAIModel):
 # ---- tokenizer ----------------------------------------------------------------------------------
 
 
-class TokenizeRequest(OpenAIModel):
+class TokenizeRequest(RequestModel):
     """Either `prompt` (plain text) or `messages` (rendered with the chat template)."""
 
     model: str | None = None
@@ -364,7 +416,7 @@ class TokenizeResponse(OpenAIModel):
     max_model_len: int
 
 
-class DetokenizeRequest(OpenAIModel):
+class DetokenizeRequest(RequestModel):
     model: str | None = None
     tokens: list[int]
 
@@ -376,14 +428,14 @@ class DetokenizeResponse(OpenAIModel):
 # ---- embeddings ---------------------------------------------------------------------------------
 
 
-class EmbeddingRequest(OpenAIModel):
+class EmbeddingRequest(RequestModel):
     input: Text | list[Text] | list[int] | list[list[int]] = Field(
         ..., description="A string or a list of strings (token-id lists are not supported)."
     )
     model: str | None = Field(None, description="A sentence-transformers model; all-minilm-l6-v2 when left out.")
     encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes.")
     dimensions: int | None = Field(None, ge=1, description="Accepted only when equal to the model's dimension.")
-    user: str | None = Field(None, description="Accepted for compatibility; ignored.")
+    user: str | None = Field(None, max_length=256, description="Accepted; does not change the output.")
 
 
 class EmbeddingData(OpenAIModel):
@@ -407,7 +459,7 @@ class EmbeddingResponse(OpenAIModel):
 # ---- moderation ---------------------------------------------------------------------------------
 
 
-class ModerationRequest(OpenAIModel):
+class ModerationRequest(RequestModel):
     input: Text | Annotated[list[Text], Field(min_length=1)] = Field(
         ..., description="A string or a list of strings to classify."
     )
@@ -434,7 +486,7 @@ class HealthResponse(OpenAIModel):
 # ---- retrieval (llmkit's own: /v1/rag/{kb}/query and the rag:{kb} chat models) --------------------
 
 
-class RagQueryRequest(OpenAIModel):
+class RagQueryRequest(RequestModel):
     query: Text = Field(..., min_length=1, description="What to look for.")
     k: int = Field(5, ge=1, le=100, description="How many chunks to return.")
     mode: Literal["vector", "keyword", "hybrid"] = Field("hybrid", description="hybrid fuses vector and BM25 ranks.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -117,13 +118,15 @@ class ServingContext:
                 f"({longest} in the prompt, {max_tokens} to generate): lower max_tokens or shorten the prompt",
                 "max_tokens",
             )
+        if request.min_tokens > max_tokens:
+            raise invalid(f"min_tokens ({request.min_tokens}) must be <= max_tokens ({max_tokens})", "min_tokens")
         beams = request.num_beams or (request.n if request.use_beam_search else 1)
         greedy = beams == 1 and request.temperature == 0.0
         if beams > 1 and request.n > beams:
             raise invalid(f"n ({request.n}) must be <= num_beams ({beams})", "n")
         kwargs = dict(
             max_new_tokens=max_tokens,
-            min_new_tokens=min(request.min_tokens, max_tokens),
+            min_new_tokens=request.min_tokens,
             do_sample=beams == 1 and not greedy,
             temperature=request.temperature if beams == 1 and not greedy else 1.0,
             top_p=request.top_p,
@@ -137,6 +140,7 @@ class ServingContext:
             num_return_sequences=1 if greedy else request.n,
             stop=request.stop,
             stop_token_ids=request.stop_token_ids or [],
+            logit_bias=request.logit_bias or {},
             ignore_eos=request.ignore_eos,
             seed=request.seed,
             logprobs=logprobs,
@@ -149,10 +153,12 @@ class ServingContext:
         return Sampling(params, request.n, request.n if greedy else 1)
 
     async def start(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams, id_prefix: str, served: ServedModel
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, id_prefix: str, served: ServedModel,
+        logged: Mapping[str, Any] | None = None,
     ) -> tuple[AsyncIterator[tuple[int, RequestOutput]], RequestLog]:
-        """Admit `prompts` as one logged request (id `{id_prefix}-…`); a refusal is logged "rejected" and raised."""
-        log = RequestLog(f"{id_prefix}-{uuid.uuid4().hex}", served.id)
+        """Admit `prompts` as one logged request (id `{id_prefix}-…`, with the request's `logged` fields);
+        a refusal is logged "rejected" and raised."""
+        log = RequestLog(f"{id_prefix}-{uuid.uuid4().hex}", served.id, logged)
         try:
             stream = await self.generate(prompts, params, log.request_id, served.adapter)
         except BaseException:
@@ -234,12 +240,16 @@ async def _prepend(first: object, rest: AsyncIterator) -> AsyncIterator:
 async def final_outputs(
     stream: AsyncIterator[tuple[int, RequestOutput]], num_prompts: int, log: RequestLog
 ) -> list[RequestOutput]:
-    """Drain a merged stream; the last output of each prompt, in prompt order (a failure is logged "failed")."""
+    """Drain a merged stream; the last output of each prompt, in prompt order (a failure is logged "failed",
+    a cancellation "disconnected")."""
     last: dict[int, RequestOutput] = {}
     try:
         async with contextlib.aclosing(stream):
             async for index, output in stream:
                 last[index] = output
+    except asyncio.CancelledError:  # the client went away (see `serve/app.py`)
+        log.done("disconnected")
+        raise
     except BaseException:
         log.done("failed")
         raise
@@ -291,10 +301,12 @@ async def event_stream(
 
 
 class RequestLog:
-    """Times one request and writes its line: id, model, tokens in / out, latency, outcome."""
+    """Times one request and writes its line: id, model, tokens in / out, latency, outcome, and the client's
+    output-neutral fields (`user`, `metadata`, …) as JSON."""
 
-    def __init__(self, request_id: str, model: str) -> None:
+    def __init__(self, request_id: str, model: str, fields: Mapping[str, Any] | None = None) -> None:
         self.request_id, self.model = request_id, model
+        self.fields = dict(fields or {})
         self.started = time.perf_counter()
         self.usage: UsageInfo | None = None
 
@@ -302,7 +314,8 @@ class RequestLog:
         latency = time.perf_counter() - self.started
         tokens_in = self.usage.prompt_tokens if self.usage else 0
         tokens_out = self.usage.completion_tokens if self.usage else 0
+        fields = f" {json.dumps(self.fields, ensure_ascii=False)}" if self.fields else ""
         logger.info(
-            "%s model=%s tokens_in=%d tokens_out=%d latency=%.3fs %s",
-            self.request_id, self.model, tokens_in, tokens_out, latency, outcome,
+            "%s model=%s tokens_in=%d tokens_out=%d latency=%.3fs %s%s",
+            self.request_id, self.model, tokens_in, tokens_out, latency, outcome, fields,
         )

@@ -27,7 +27,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmkit.engine.adapters import check_adapter_name
 from llmkit.engine.async_engine import QueueFullError
+from llmkit.engine.checks import check_params, check_prompt
 from llmkit.engine.outputs import CompletionOutput, FinishReason, RequestOutput, TokenLogprob
 from llmkit.engine.params import ResponseFormat, SamplingParams
 from llmkit.errors import InvalidRequestError, LLMKitError, ModelNotFoundError
@@ -138,6 +140,7 @@ def vllm_sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
         "seed": params.seed,
         "stop": list(params.stop),
         "stop_token_ids": list(params.stop_token_ids),
+        "logit_bias": dict(params.logit_bias) or None,
         "ignore_eos": params.ignore_eos,
         "max_tokens": params.max_new_tokens,
         "min_tokens": params.min_new_tokens,
@@ -167,22 +170,6 @@ def lora_request(name: str, adapter: Adapter) -> Any:
     from vllm.lora.request import LoRARequest
 
     return LoRARequest(lora_name=name, lora_int_id=adapter.id, lora_path=str(adapter.path))
-
-
-def check_prompt(prompt_token_ids: Sequence[int], max_seq_len: int, vocab_size: int) -> list[int]:
-    """The prompt as a list of ints, if it leaves room in the context to generate and every id is in the vocabulary."""
-    prompt = [int(t) for t in prompt_token_ids]
-    if not prompt:
-        raise InvalidRequestError("the prompt is empty: give at least one token")
-    if len(prompt) >= max_seq_len:
-        raise InvalidRequestError(
-            f"the prompt has {len(prompt)} tokens but the context holds {max_seq_len}: "
-            "shorten it or raise max_seq_len"
-        )
-    bad = [t for t in prompt if not 0 <= t < vocab_size]
-    if bad:
-        raise InvalidRequestError(f"token ids outside the vocabulary (0..{vocab_size - 1}): {bad[:5]}")
-    return prompt
 
 
 def finish_reason(reason: str | None) -> FinishReason | None:
@@ -355,7 +342,9 @@ class VllmEngine:
             error.param = "model"
             raise error
         refuse_unsupported(params)
-        return check_prompt(prompt_token_ids, self.max_seq_len, self.vocab_size)
+        prompt = check_prompt(prompt_token_ids, self.max_seq_len, self.vocab_size)
+        check_params(params, len(prompt), self.max_seq_len, self.vocab_size)
+        return prompt
 
     async def generate(
         self,
@@ -406,6 +395,7 @@ class VllmEngine:
 
     def register_adapter(self, name: str, path: Path) -> Adapter:
         """Make the PEFT LoRA adapter at `path` known as `name`, with a fresh vLLM id (vLLM loads it on first use)."""
+        check_adapter_name(name)
         if not self.enable_lora:
             raise InvalidRequestError(
                 "this vLLM engine was started without LoRA support: start it with enable_lora=True "

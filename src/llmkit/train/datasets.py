@@ -21,9 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from llmkit.train.readers import DatasetError, read_rows
+from llmkit.yaml_files import read_yaml_mapping
 
 __all__ = [
     "Conversation",
@@ -207,12 +206,7 @@ def load_dataset(entry: DatasetEntry, stage: str, max_samples: int | None = None
 
 def _parse_registry(path: Path) -> dict[str, DatasetEntry]:
     """Registry file → entries, checking each entry's formatting; paths are relative to the registry's folder."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise DatasetError(f"cannot read dataset registry {path}: {error}") from error
-    if not isinstance(raw, dict):
-        raise DatasetError(f"{path} must map dataset names to entries")
+    raw = read_yaml_mapping(path, "dataset registry", DatasetError)
     entries = {}
     for name, spec in raw.items():
         if not isinstance(spec, dict):
