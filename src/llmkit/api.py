@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 import torch
 
-from llmkit.engine.backends import Backend
+from llmkit.engine.backends import Backend, Quantization
 from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
@@ -61,17 +61,19 @@ class LLM:
         chat_template: str | Path | None = None,
         progress: ProgressCallback | None = None,
         backend: Backend = "torch",
+        quantize: Quantization | None = None,
     ) -> LLM:
         """Resolve and load `model` (a name, path or hub id) and start an engine for it on `backend`.
 
         `backend="llamacpp"` runs the model's GGUF file with llama.cpp on the CPU (`pip install llmkit[llamacpp]`).
+        `quantize` ("int8" or "int4") runs the torch backend's linear layers on weight-only quantised weights.
         """
         if backend not in ("torch", "llamacpp"):
             raise InvalidRequestError(f"unknown backend {backend!r}: use torch or llamacpp")
         if seed is not None:
             torch.manual_seed(seed)
         if backend == "llamacpp":
-            _check_llamacpp_options(dtype, device, adapter)
+            _check_llamacpp_options(dtype, device, adapter, quantize)
             from llmkit.engine.llamacpp_runner import LlamaCppRunner
 
             gguf = gguf_file(model)
@@ -83,7 +85,10 @@ class LLM:
         loaded = load(
             model, dtype=dtype, device=device, adapter=adapter, chat_template=chat_template, progress=progress
         )
-        engine = Engine(loaded.model, loaded.tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len)
+        engine = Engine(
+            loaded.model, loaded.tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
+            runner_options={"quantize": quantize},
+        )
         return cls(engine)
 
     def text_completion(
@@ -169,10 +174,17 @@ def _chosen_logprobs(out: CompletionOutput) -> list[float]:
     return [lp.logprob for lp in out.logprobs] if out.logprobs else []
 
 
-def _check_llamacpp_options(dtype: str, device: str, adapter: str | Path | None) -> None:
+def _check_llamacpp_options(
+    dtype: str, device: str, adapter: str | Path | None, quantize: Quantization | None
+) -> None:
     """Refuse what the llamacpp backend cannot do, before anything is loaded."""
     if adapter is not None:
         raise InvalidRequestError("LoRA adapters need the torch backend (--backend torch)")
+    if quantize is not None:
+        raise InvalidRequestError(
+            f"--quantize {quantize} applies to the torch backend: the llamacpp backend runs the GGUF file's own "
+            "quantisation"
+        )
     if dtype != "auto":
         raise InvalidRequestError(
             f"dtype {dtype!r} does not apply to the llamacpp backend: it runs the GGUF file's own weights"

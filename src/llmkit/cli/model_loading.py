@@ -27,6 +27,7 @@ def build_llm(options: dict[str, Any], max_batch_size: int = 8) -> LLM:
             chat_template=options["chat_template"],
             progress=progress,
             backend=options["backend"],
+            quantize=options.get("quantize"),
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from llmkit.engine.backends import Backend
+from llmkit.engine.backends import Backend, Quantization
 
 OptionGroup = dict[str, tuple[Any, Any]]
 
@@ -34,6 +34,10 @@ MODEL_OPTIONS: OptionGroup = {
     "backend": (
         Backend,
         typer.Option("torch", "--backend", help="torch, or llamacpp: GGUF models on the CPU (needs llama-cpp-python)."),
+    ),
+    "quantize": (
+        Optional[Quantization],
+        typer.Option(None, "--quantize", help="int8 or int4: weight-only quantised linear layers (torch backend)."),
     ),
 }
 

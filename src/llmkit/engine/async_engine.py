@@ -19,6 +19,7 @@ from typing import TypeVar
 from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import RequestOutput
 from llmkit.engine.params import SamplingParams
+from llmkit.engine.prefix_cache import PrefixStats
 from llmkit.errors import LLMKitError
 
 T = TypeVar("T")
@@ -73,6 +74,12 @@ class AsyncEngine:
     def batch_size(self) -> int:
         """Sequences (rows) in the running batch."""
         return len(self.engine.rows)
+
+    @property
+    def prefix_stats(self) -> PrefixStats | None:
+        """Prompt tokens looked up in the prefix cache and found there (None without one)."""
+        prefix_cache = self.engine.runner.prefix_cache
+        return prefix_cache.stats if prefix_cache is not None else None
 
     def check_request(self, prompt_token_ids: Sequence[int], params: SamplingParams, adapter: str | None = None) -> None:
         """Raise `InvalidRequestError` now, in the caller, for a request the engine would refuse."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence as Seq
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence as Seq
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,13 +42,17 @@ class Engine:
         max_seq_len: int = 2048,
         prefill_token_budget: int = 2048,
         runner_class: type[Runner] = ModelRunner,
+        runner_options: Mapping[str, Any] | None = None,
     ) -> None:
-        """`runner_class(model, num_slots=, max_len=)` builds the backend: by default a transformers model."""
+        """`runner_class(model, num_slots=, max_len=, **runner_options)` builds the backend: by default the torch
+        one (`ModelRunner`, whose options choose the forward and a weight-only quantisation)."""
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.prefill_token_budget = prefill_token_budget
-        self.runner: Runner = runner_class(model, num_slots=max_batch_size, max_len=max_seq_len)
+        self.runner: Runner = runner_class(
+            model, num_slots=max_batch_size, max_len=max_seq_len, **(runner_options or {})
+        )
         self.max_seq_len = self.runner.max_len
         self.vocab_size = self.runner.vocab_size
         eos = self.runner.eos_token_ids or ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])

@@ -1,27 +1,35 @@
 """Runs the model forward for the engine: batched prefill of new prompts, batched decode.
 
-`Runner` is what the engine needs from a backend; `ModelRunner` is the transformers one. Prefill uses
-transformers' own `DynamicCache` (so prompt processing is exactly what `model.generate` does) and then
-copies the result into the engine's `SlotKVCache` row. Decode feeds one token per row, each at its own
-position, with an explicit attention mask per row. Rows may run different LoRA adapters in one
-forward (PEFT's mixed-adapter batches), so many fine-tunes share one base model in memory.
+`Runner` is what the engine needs from a backend; `ModelRunner` is the torch one. For the architectures
+`Decoder` knows (the Llama family, Gemma 3) it runs our own compact forward, optionally on weight-only int8 /
+int4 weights; for the rest, and for batches with LoRA rows, the transformers forward. That one prefills with
+transformers' own `DynamicCache` (exactly what `model.generate` does) and copies the result into the engine's
+`SlotKVCache` row; decode feeds one token per row, each at its own position, with an explicit mask per row.
+Rows may run different LoRA adapters in one forward (PEFT's mixed-adapter batches), so many fine-tunes share
+one base model in memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from llmkit.engine.adapters import check_adapter_name
+from llmkit.engine.decoder import Decoder, unsupported_reason
 from llmkit.engine.kv_cache import SlotKVCache
+from llmkit.engine.linear import Quantization
+from llmkit.engine.prefix_cache import PrefixCache
 from llmkit.errors import InvalidRequestError, ModelNotFoundError
 
 Adapters = Sequence[str | None] | None
 """The LoRA adapter of each row (None: the base model); None for the whole batch: no adapters at all."""
+DEFAULT_PREFIX_CACHE_BYTES = 256 * 2**20
+Forward = Literal["auto", "llmkit", "transformers"]
+"""Whose forward runs the base model: ours where it knows the architecture (auto), ours or an error, or transformers'."""
 
 
 class Runner(Protocol):
@@ -31,6 +39,7 @@ class Runner(Protocol):
     max_len: int
     vocab_size: int
     eos_token_ids: list[int]
+    prefix_cache: PrefixCache | None
 
     def prefill(self, prompts: list[list[int]], rows: list[int], adapters: Adapters = None) -> torch.Tensor: ...
 
@@ -51,7 +60,10 @@ class Runner(Protocol):
 class ModelRunner:
     """The transformers backend: owns the KV cache and turns token ids into next-token logits."""
 
-    def __init__(self, model: PreTrainedModel, *, num_slots: int, max_len: int) -> None:
+    def __init__(
+        self, model: PreTrainedModel, *, num_slots: int, max_len: int, forward: Forward = "auto",
+        quantize: Quantization | None = None, prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
+    ) -> None:
         self.model = model
         config = model.config.get_text_config()
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -79,13 +91,41 @@ class ModelRunner:
         )
         self._named_adapters: dict[str, Path] = {}
         self._fixed_adapter = _is_peft(model)  # loaded with `--adapter PATH`: always on, no named ones
+        self.decoder = self._decoder(forward, quantize)
+        # Prompts that start alike reuse each other's keys and values (our forward only; 0 turns it off).
+        self.prefix_cache = PrefixCache(prefix_cache_bytes) if self.decoder is not None and prefix_cache_bytes else None
+
+    def _decoder(self, forward: Forward, quantize: Quantization | None) -> Decoder | None:
+        """Our compact forward for this model, or None where transformers' runs it."""
+        reason = unsupported_reason(self.model)
+        if reason is not None and (forward == "llmkit" or quantize is not None):
+            raise InvalidRequestError(
+                f"{'--quantize' if quantize else 'the llmkit forward'} cannot run this model: {reason}"
+            )
+        if quantize is not None and self.device.type != "cpu":
+            raise InvalidRequestError(
+                f"--quantize runs torch's CPU kernels, not on {self.device.type}: on a GPU serve with --backend vllm"
+            )
+        if reason is not None or forward == "transformers":
+            return None
+        return Decoder(self.model, self.max_len, quantize)
+
+    @property
+    def forward_name(self) -> str:
+        """Which forward runs base-model rows, for logs and banners."""
+        if self.decoder is None:
+            return "transformers"
+        quantized = {linear.quantize for layer in self.decoder.layers for linear in (layer.qkv, layer.down)} - {None}
+        return f"llmkit{f' ({quantized.pop()})' if quantized else ''}"
 
     @torch.inference_mode()
     def prefill(self, prompts: list[list[int]], rows: list[int], adapters: Adapters = None) -> torch.Tensor:
         """Process whole prompts into cache `rows`, in one left-padded forward; returns next-token logits [N, V].
 
-        A single prompt runs unpadded, exactly as `model.generate` runs it.
+        A single prompt runs unpadded, exactly as `model.generate` runs it; with our own forward every prompt does.
         """
+        if self.decoder is not None and adapters is None:
+            return torch.stack([self._prefill_reusing(prompt, row) for prompt, row in zip(prompts, rows)])
         longest = max(len(p) for p in prompts)
         input_ids = torch.zeros((len(prompts), longest), dtype=torch.long, device=self.device)
         attention = torch.zeros_like(input_ids)
@@ -107,9 +147,19 @@ class ModelRunner:
             self.cache.write_prefix(row, prefix, len(prompt), batch_index=i)
         return out.logits[:, -1].float()
 
+    def _prefill_reusing(self, prompt: list[int], row: int) -> torch.Tensor:
+        """Our forward's prefill of one prompt, starting after the longest prefix the prefix cache holds."""
+        start = self.prefix_cache.load(prompt, row, self.cache) if self.prefix_cache else 0
+        logits = self.decoder.prefill(prompt, row, self.cache, start)
+        if self.prefix_cache:
+            self.prefix_cache.store(prompt, row, self.cache)
+        return logits
+
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, adapters: Adapters = None) -> torch.Tensor:
         """One step for rows 0..B-1: `tokens[b]` sits at `positions[b]`; returns next-token logits [B, V]."""
+        if self.decoder is not None and adapters is None:
+            return self.decoder.decode(tokens, positions, self.cache)
         kv_len = self.cache.begin_decode(positions)
         out = self.model(
             input_ids=tokens[:, None],
@@ -130,7 +180,10 @@ class ModelRunner:
     def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None) -> list[float]:
         """Log-probability of each prompt token given the ones before it (the first gets 0.0)."""
         ids = torch.tensor([token_ids], device=self.device)
-        logits = self.model(input_ids=ids, **self._adapter_kwargs([adapter], 1)).logits[0, :-1].float()
+        if self.decoder is not None and adapter is None:
+            logits = self.decoder.prompt_logits(token_ids)[:-1]
+        else:
+            logits = self.model(input_ids=ids, **self._adapter_kwargs([adapter], 1)).logits[0, :-1].float()
         chosen = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
         return [0.0] + chosen.tolist()
 

@@ -49,7 +49,7 @@ UserFunction = Annotated[
 ]
 
 
-IN_PROCESS_KEYS = ("name", "max_batch_size", "max_seq_len", "dtype", "device", "backend")
+IN_PROCESS_KEYS = ("name", "max_batch_size", "max_seq_len", "dtype", "device", "backend", "quantize")
 
 
 class ModelConfig(ConfigSection):
@@ -65,6 +65,7 @@ class ModelConfig(ConfigSection):
     dtype: str = Field("auto", description="In-process: auto, float32, bfloat16 or float16.")
     device: str = Field("auto", description="In-process: auto, cpu, cuda or cuda:N.")
     backend: Literal["torch", "llamacpp"] = Field("torch", description="In-process: what runs the model.")
+    quantize: Literal["int8", "int4"] | None = Field(None, description="In-process: weight-only quantised layers.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> ModelConfig:

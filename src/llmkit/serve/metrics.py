@@ -55,6 +55,14 @@ class ServerMetrics:
         waiting.set_function(lambda: engine.queue_depth)
         running = Gauge("llmkit_running_batch_size", "Sequences (rows) in the batch.", registry=self.registry)
         running.set_function(lambda: engine.batch_size)
+        if engine.prefix_stats is not None:
+            stats = engine.prefix_stats
+            for name, doc, read in (
+                ("queried_tokens", "Prompt tokens looked up in the prefix cache.", lambda: stats.queried_tokens),
+                ("hit_tokens", "Prompt tokens whose keys and values came from the prefix cache.", lambda: stats.hit_tokens),
+                ("hit_rate", "Share of prompt tokens found in the prefix cache.", lambda: stats.hit_rate),
+            ):
+                Gauge(f"llmkit_prefix_cache_{name}", doc, registry=self.registry).set_function(read)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
+from llmkit.engine.prefix_cache import PrefixStats
 from llmkit.errors import ModelNotFoundError
 from llmkit.serve.errors import error_chunk, invalid
 from llmkit.serve.metrics import ServerMetrics
@@ -60,6 +61,7 @@ class ServingEngine(Protocol):
     num_requests: int
     queue_depth: int
     batch_size: int
+    prefix_stats: PrefixStats | None
 
     def check_request(self, prompt_token_ids: Sequence[int], params: SamplingParams, adapter: str | None = None) -> None: ...
 

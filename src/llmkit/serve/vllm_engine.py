@@ -274,6 +274,7 @@ class VllmEngine:
         self.num_requests = 0
         self.queue_depth = 0
         self.batch_size = 0
+        self.prefix_stats = None  # vLLM keeps its own prefix-cache statistics
         self._adapters: dict[str, Adapter] = {}
         self._adapter_ids = itertools.count(1)  # vLLM refuses id 0
         self._adapter_users: Counter[str | None] = Counter()
