@@ -7,20 +7,23 @@ feel at home; `generate` takes transformers' sampling names and returns the engi
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, get_args
 
 import torch
 
-from llmkit.engine.backends import Backend, Quantization
+from llmkit.engine.backends import Backend, BackendChoice, Quantization, choose_backend
 from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
-from llmkit.errors import InvalidRequestError
+from llmkit.errors import InvalidRequestError, LLMKitError
 from llmkit.hub import ProgressCallback, gguf_file, resolve
 from llmkit.models import load, render_chat
 from llmkit.models.loading import load_tokenizer
+
+logger = logging.getLogger("llmkit")
 
 Message = dict[str, str]
 Dialog = list[Message]
@@ -42,8 +45,9 @@ class ChatPrediction(TypedDict, total=False):
 class LLM:
     """A loaded model with its engine; every call batches its prompts through the engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, backend: BackendChoice | None = None) -> None:
         self.engine = engine
+        self.backend = backend or BackendChoice("torch", "an engine built by hand")
         self.model = engine.model
         self.tokenizer = engine.tokenizer
 
@@ -60,19 +64,22 @@ class LLM:
         adapter: str | Path | None = None,
         chat_template: str | Path | None = None,
         progress: ProgressCallback | None = None,
-        backend: Backend = "torch",
+        backend: Backend = "auto",
         quantize: Quantization | None = None,
     ) -> LLM:
         """Resolve and load `model` (a name, path or hub id) and start an engine for it on `backend`.
 
-        `backend="llamacpp"` runs the model's GGUF file with llama.cpp on the CPU (`pip install llmkit[llamacpp]`).
+        `backend="llamacpp"` runs the model's GGUF file with llama.cpp on the CPU (`pip install llmkit[llamacpp]`);
+        `auto` picks it where it can run this model, else torch (`pick_backend` says why).
         `quantize` ("int8" or "int4") runs the torch backend's linear layers on weight-only quantised weights.
         """
-        if backend not in ("torch", "llamacpp"):
-            raise InvalidRequestError(f"unknown backend {backend!r}: use torch or llamacpp")
+        choice = pick_backend(backend, model, dtype=dtype, device=device, adapter=adapter, quantize=quantize)
+        if choice.name == "vllm":
+            raise InvalidRequestError("the vllm backend runs behind a server: llmkit serve --backend vllm")
+        logger.info("%s runs on the %s backend: %s", model, choice.name, choice.reason)
         if seed is not None:
             torch.manual_seed(seed)
-        if backend == "llamacpp":
+        if choice.name == "llamacpp":
             _check_llamacpp_options(dtype, device, adapter, quantize)
             from llmkit.engine.llamacpp_runner import LlamaCppRunner
 
@@ -81,7 +88,7 @@ class LLM:
             engine = Engine(
                 gguf, tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len, runner_class=LlamaCppRunner
             )
-            return cls(engine)
+            return cls(engine, choice)
         loaded = load(
             model, dtype=dtype, device=device, adapter=adapter, chat_template=chat_template, progress=progress
         )
@@ -89,7 +96,7 @@ class LLM:
             loaded.model, loaded.tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
             runner_options={"quantize": quantize},
         )
-        return cls(engine)
+        return cls(engine, choice)
 
     def text_completion(
         self,
@@ -172,6 +179,41 @@ class LLM:
 
 def _chosen_logprobs(out: CompletionOutput) -> list[float]:
     return [lp.logprob for lp in out.logprobs] if out.logprobs else []
+
+
+def pick_backend(
+    requested: Backend,
+    model: str,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    adapter: object = None,
+    quantize: Quantization | None = None,
+    serving: bool = False,
+) -> BackendChoice:
+    """The backend `requested` resolves to for `model` with these options: the one call every entry point makes."""
+    if requested not in get_args(Backend):
+        raise InvalidRequestError(f"unknown backend {requested!r}: use {', '.join(get_args(Backend))}")
+    needs_torch = next(
+        (why for why, needed in (
+            ("a LoRA adapter", adapter),
+            (f"--quantize {quantize}", quantize),
+            (f"dtype {dtype}", dtype != "auto"),
+            (f"device {device}", device not in ("auto", "cpu")),
+            ("a CUDA GPU", device == "auto" and torch.cuda.is_available()),
+        ) if needed),
+        None,
+    )
+    return choose_backend(requested, gguf=_from_gguf(model), needs_torch=needs_torch, serving=serving)
+
+
+def _from_gguf(model: str) -> bool:
+    """True when `model` names a GGUF file (or a known model shipped as one)."""
+    try:
+        gguf_file(model)
+    except LLMKitError:
+        return False
+    return True
 
 
 def _check_llamacpp_options(

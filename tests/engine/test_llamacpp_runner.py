@@ -157,7 +157,7 @@ def test_llm_build_runs_the_gguf(alone) -> None:
         ({"adapter": "/some/adapter"}, "LoRA adapters need the torch backend"),
         ({"dtype": "bfloat16"}, "does not apply to the llamacpp backend"),
         ({"device": "cuda"}, "runs on the CPU"),
-        ({"backend": "vllm"}, "unknown backend"),
+        ({"backend": "vllm"}, "runs behind a server"),
     ],
 )
 def test_llm_build_refuses_what_llamacpp_cannot_do(options, message) -> None:

@@ -54,7 +54,7 @@ def compare(
     from llmkit.eval.compare import compare as run_compare
 
     def load(model: str) -> LLM:
-        options = dict(model=model, dtype=dtype, device=device, max_seq_len=2048, chat_template=None, backend="torch")
+        options = dict(model=model, dtype=dtype, device=device, max_seq_len=2048, chat_template=None, backend="auto", quantize=None)
         return build_llm(options)
 
     with answer_progress() as progress:

@@ -33,7 +33,11 @@ MODEL_OPTIONS: OptionGroup = {
     "adapter": (Optional[Path], typer.Option(None, "--adapter", help="A LoRA adapter directory (PEFT).")),
     "backend": (
         Backend,
-        typer.Option("torch", "--backend", help="torch, or llamacpp: GGUF models on the CPU (needs llama-cpp-python)."),
+        typer.Option(
+            "auto", "--backend",
+            help="auto (llamacpp for a GGUF model when llama-cpp-python is installed and nothing needs torch, else "
+            "torch), torch, or llamacpp.",
+        ),
     ),
     "quantize": (
         Optional[Quantization],

@@ -12,12 +12,17 @@ from llmkit.cli.console import err_console, log_to_stderr
 from llmkit.cli.listen import bind, run_server
 from llmkit.cli.model_loading import build_llm
 from llmkit.cli.options import MODEL_OPTIONS, add_options
+from llmkit.engine.backends import BackendChoice
 
 
 SERVE_MODEL_OPTIONS = {name: option for name, option in MODEL_OPTIONS.items() if name not in ("adapter", "backend")}
 SERVE_MODEL_OPTIONS["backend"] = (
     str,
-    typer.Option("torch", "--backend", help="torch, llamacpp (GGUF on CPU) or vllm (GPU; needs vllm installed)."),
+    typer.Option(
+        "auto", "--backend",
+        help="auto (vllm on a CUDA machine that has it; llamacpp for a GGUF model when installed and nothing needs "
+        "torch; else torch), torch, llamacpp (GGUF on CPU) or vllm (GPU; needs vllm installed).",
+    ),
 )
 
 
@@ -54,7 +59,9 @@ def serve(
     policy = load_policy(safety) if safety is not None else None
     adapters = dict(_parse_adapter(spec) for spec in adapter or ())
     model_id = served_model_name or model_options["model"]
-    if model_options["backend"] == "vllm":
+    backend = _backend(model_options, bool(adapters))
+    model_options = {**model_options, "backend": backend.name}
+    if backend.name == "vllm":
         engine = _vllm_engine(model_options, adapters, max_batch_size, max_queue)
         context = model_options["max_seq_len"]
     else:
@@ -70,10 +77,20 @@ def serve(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     err_console.print(f"serving [bold]{model_id}[/] at [bold]http://{host}:{port}/v1[/]"
                       f"{' (API key required)' if api_key else ''}")
-    err_console.print(f"[dim]models: {', '.join([model_id, *adapters])} · {model_options['backend']} backend · "
+    err_console.print(f"[dim]models: {', '.join([model_id, *adapters])} · {backend.name} backend ({backend.reason}) · "
                       f"max batch {max_batch_size} · context {context}"
                       f"{f' · safety policy {safety} ({policy.mode})' if policy else ''}[/]")
     run_server(app, sock)
+
+
+def _backend(options: dict[str, Any], adapters: bool) -> BackendChoice:
+    """The backend `--backend` resolves to for this model and these options (see `llmkit.api.pick_backend`)."""
+    from llmkit.api import pick_backend
+
+    return pick_backend(
+        options["backend"], options["model"], dtype=options["dtype"], device=options["device"],
+        adapter=adapters or None, quantize=options["quantize"], serving=True,
+    )
 
 
 def _vllm_engine(options: dict[str, Any], adapters: dict[str, Path], max_batch_size: int, max_queue: int):

@@ -64,7 +64,9 @@ class ModelConfig(ConfigSection):
     max_seq_len: int = Field(2048, ge=16, description="In-process: context length in tokens.")
     dtype: str = Field("auto", description="In-process: auto, float32, bfloat16 or float16.")
     device: str = Field("auto", description="In-process: auto, cpu, cuda or cuda:N.")
-    backend: Literal["torch", "llamacpp"] = Field("torch", description="In-process: what runs the model.")
+    backend: Literal["auto", "torch", "llamacpp"] = Field(
+        "auto", description="In-process: what runs the model (auto: llamacpp for a GGUF model when installed, else torch)."
+    )
     quantize: Literal["int8", "int4"] | None = Field(None, description="In-process: weight-only quantised layers.")
 
     @model_validator(mode="after")
