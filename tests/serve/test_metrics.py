@@ -60,3 +60,16 @@ def test_routes_with_path_parameters_are_counted_by_template(server):
 def test_metrics_need_no_api_key_and_apps_count_apart(server, start_server):
     other = start_server()
     assert scrape(server) != {} and "llmkit_requests_total{route=/v1/chat/completions,status=2xx}" not in scrape(other)
+
+
+def test_prefix_cache_reuse_is_reported(start_server):
+    server = start_server()  # a fresh engine: its prefix cache starts empty
+    system = {"role": "system", "content": "You answer questions about geography in one short sentence. " * 3}
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    for question in ("Where is Paris?", "Where is Rome?"):
+        body = {"messages": [system, {"role": "user", "content": question}], "max_tokens": 2, "temperature": 0}
+        assert httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=60).status_code == 200
+    metrics = scrape(server)
+    assert metrics["llmkit_prefix_cache_hit_tokens{}"] >= 16  # the second chat reused the shared system prompt
+    assert 0 < metrics["llmkit_prefix_cache_hit_rate{}"] < 1
+    assert metrics["llmkit_prefix_cache_queried_tokens{}"] > metrics["llmkit_prefix_cache_hit_tokens{}"]

@@ -10,6 +10,7 @@ architecture, for LoRA adapters, and as the reference the tests compare against.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from llmkit.engine.kv_cache import SlotKVCache
 from llmkit.engine.linear import PackedLinear, Quantization, fused
 
 SUPPORTED = {"llama", "mistral", "qwen2", "qwen3", "gemma3_text"}
+_DECODERS: weakref.WeakKeyDictionary[PreTrainedModel, dict[Quantization | None, Decoder]] = weakref.WeakKeyDictionary()
 ACTIVATIONS = {"silu": F.silu, "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
 
@@ -86,6 +88,16 @@ class Decoder:
     """The forward of a supported decoder over a `SlotKVCache`: prefill one prompt into a row, or decode one token
     for rows 0..B-1."""
 
+    @classmethod
+    def of(cls, model: PreTrainedModel, max_len: int, quantize: Quantization | None = None) -> Decoder:
+        """The decoder of `model` with these weights, built once per model and quantisation and shared by every
+        engine on it (it holds weights, never a request's state), so a second engine costs only its cache."""
+        built = _DECODERS.setdefault(model, {})
+        decoder = built.get(quantize)
+        if decoder is None or decoder.max_len < max_len:
+            decoder = built[quantize] = cls(model, max_len, quantize)
+        return decoder
+
     def __init__(self, model: PreTrainedModel, max_len: int, quantize: Quantization | None = None) -> None:
         config = model.config.get_text_config()
         base = model.get_decoder()
@@ -101,6 +113,7 @@ class Decoder:
         self.norm = Norm.of([base.norm], gemma)
         self.lm_head = PackedLinear(model.get_output_embeddings().weight, None, quantize)
         self.softcap = getattr(config, "final_logit_softcapping", None)
+        self.max_len = max_len
         self.rope = self._rope_tables(base, max_len, model.dtype)
 
     def _layer(self, layer: torch.nn.Module, index: int, gemma: bool, quantize: Quantization | None) -> Layer:

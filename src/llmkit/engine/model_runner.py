@@ -27,7 +27,7 @@ from llmkit.errors import InvalidRequestError, ModelNotFoundError
 
 Adapters = Sequence[str | None] | None
 """The LoRA adapter of each row (None: the base model); None for the whole batch: no adapters at all."""
-DEFAULT_PREFIX_CACHE_BYTES = 256 * 2**20
+DEFAULT_PREFIX_CACHE_BYTES = 128 * 2**20
 Forward = Literal["auto", "llmkit", "transformers"]
 """Whose forward runs the base model: ours where it knows the architecture (auto), ours or an error, or transformers'."""
 
@@ -108,7 +108,7 @@ class ModelRunner:
             )
         if reason is not None or forward == "transformers":
             return None
-        return Decoder(self.model, self.max_len, quantize)
+        return Decoder.of(self.model, self.max_len, quantize)
 
     @property
     def forward_name(self) -> str:
