@@ -160,9 +160,9 @@ class LLM:
             if delta:
                 yield delta
 
-    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None) -> list[float]:
-        """Log-probability of each prompt token given the ones before it (the first gets 0.0)."""
-        return self.engine.runner.prompt_logprobs(token_ids, adapter)
+    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None, *, start: int = 0) -> list[float]:
+        """Log-probability of each token from `start` on given the ones before it (the first token's is 0.0)."""
+        return self.engine.runner.prompt_logprobs(token_ids, adapter, start=start)
 
     def _llama_sampling(
         self, temperature: float, top_p: float, max_gen_len: int | None, logprobs: bool

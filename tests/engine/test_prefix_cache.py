@@ -66,3 +66,18 @@ def test_no_budget_or_one_too_small_for_a_block_keeps_nothing(smollm, budget) ->
     small = engine(smollm, prefix_cache_bytes=budget)
     small.generate(prompts(smollm.tokenizer)[:1], GREEDY)
     assert small.runner.prefix_cache is None or not small.runner.prefix_cache.blocks
+
+
+def test_scoring_options_after_one_question_computes_the_question_once(smollm) -> None:
+    """`eval mc` scores each option as tokens after the question: the question's blocks are reused."""
+    from llmkit.engine.model_runner import ModelRunner
+
+    question = prompts(smollm.tokenizer)[0]
+    options = [question + smollm.tokenizer.encode(option) for option in (" Paris.", " Rome, I think.")]
+    reference = ModelRunner(smollm.model, num_slots=1, max_len=512, forward="transformers")
+    runner = ModelRunner(smollm.model, num_slots=1, max_len=512)
+    for ids in options:
+        expected = reference.prompt_logprobs(ids)[len(question):]
+        assert runner.prompt_logprobs(ids, start=len(question)) == pytest.approx(expected, abs=1e-4)
+        assert reference.prompt_logprobs(ids, start=len(question)) == expected
+    assert runner.prefix_cache.stats.hit_tokens == (len(question) - 1) // BLOCK * BLOCK  # the second option's

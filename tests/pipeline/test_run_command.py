@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,8 @@ def test_the_shop_example_runs_on_its_sample_records_and_prints_the_per_task_tab
                             env={**os.environ, "COLUMNS": "120"})
     assert result.returncode == 0, result.stderr
     assert "6/6 records" in result.stdout
+    reused = re.search(r"prefix cache: (\d+) of (\d+) prompt tokens reused", result.stdout)
+    assert reused and 0 < int(reused[1]) < int(reused[2])  # the tasks' shared system prompts are computed once
     for task, metric in [("multiple_choice", "accuracy"), ("ranking", "ndcg"), ("retrieval", "hit@3"),
                          ("entities", "micro_f1"), ("generation", "rouge_l")]:
         assert f"│ {task:<15} │ {metric:<8} │" in result.stdout

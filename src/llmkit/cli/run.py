@@ -38,12 +38,23 @@ def run(
 
     config = load_pipeline(pipeline)
     output = output or Path(f"{input_path.stem}.out.jsonl")
+    loaded: list[LLM] = []  # the in-process model, if the pipeline runs one: its prefix cache goes in the summary
+
+    def load_llm(model: ModelConfig) -> LLM:
+        loaded.append(_load_llm(model))
+        return loaded[-1]
+
     with GenerationBar() as bar:
         summary = run_pipeline(
             config, input_path, output, trace=trace, concurrency=concurrency, limit=limit, on_progress=bar,
-            connect=lambda: open_client(config.model, load_llm=_load_llm),
+            connect=lambda: open_client(config.model, load_llm=load_llm),
         )
     render_summary(summary)
+    prefix_cache = loaded[0].engine.runner.prefix_cache if loaded else None
+    if prefix_cache is not None and prefix_cache.stats.queried_tokens:
+        stats = prefix_cache.stats
+        console.print(f"prefix cache: {stats.hit_tokens} of {stats.queried_tokens} prompt tokens reused "
+                      f"({stats.hit_rate:.0%})")
     if evaluate:
         render_report(score(config, output))
     if summary.failed:
@@ -55,7 +66,7 @@ def _load_llm(model: ModelConfig) -> LLM:
     from llmkit.cli.model_loading import build_llm
 
     options = {"model": model.name, "max_seq_len": model.max_seq_len, "dtype": model.dtype, "device": model.device,
-               "chat_template": None, "backend": model.backend}
+               "chat_template": None, "backend": model.backend, "quantize": model.quantize}
     return build_llm(options, model.max_batch_size)
 
 

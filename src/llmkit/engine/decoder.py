@@ -21,6 +21,7 @@ from llmkit.engine.kv_cache import SlotKVCache
 from llmkit.engine.linear import PackedLinear, Quantization, fused
 
 SUPPORTED = {"llama", "mistral", "qwen2", "qwen3", "gemma3_text"}
+ROPE_POSITIONS = 32768
 _DECODERS: weakref.WeakKeyDictionary[PreTrainedModel, dict[Quantization | None, Decoder]] = weakref.WeakKeyDictionary()
 ACTIVATIONS = {"silu": F.silu, "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
@@ -113,8 +114,9 @@ class Decoder:
         self.norm = Norm.of([base.norm], gemma)
         self.lm_head = PackedLinear(model.get_output_embeddings().weight, None, quantize)
         self.softcap = getattr(config, "final_logit_softcapping", None)
-        self.max_len = max_len
-        self.rope = self._rope_tables(base, max_len, model.dtype)
+        # RoPE tables for the model's whole window (up to 32k positions): engines with other contexts share them.
+        self.max_len = max(max_len, min(getattr(config, "max_position_embeddings", 0) or 0, ROPE_POSITIONS))
+        self.rope = self._rope_tables(base, self.max_len, model.dtype)
 
     def _layer(self, layer: torch.nn.Module, index: int, gemma: bool, quantize: Quantization | None) -> Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -153,17 +155,19 @@ class Decoder:
         hidden = self._blocks(tokens, positions, slice(row, row + 1), cache, len(prompt))
         return self._logits(hidden[:, -1])[0]
 
-    @torch.inference_mode()
-    def prompt_logits(self, prompt: list[int]) -> torch.Tensor:
-        """The logits after every token of `prompt`, `[T, V]`, through a scratch cache of its own (scoring, not
-        generating: the engine's rows stay untouched)."""
-        first = self.layers[0].qkv.weight
-        cache = SlotKVCache(
-            len(self.layers), 1, self.num_kv_heads, self.head_dim, len(prompt), dtype=self.embedding.dtype,
-            device=first.device, initial_capacity=len(prompt),
+    def scratch_cache(self, length: int) -> SlotKVCache:
+        """A one-row cache for `length` tokens, for scoring text outside the engine's rows."""
+        return SlotKVCache(
+            len(self.layers), 1, self.num_kv_heads, self.head_dim, length, dtype=self.embedding.dtype,
+            device=self.embedding.device, initial_capacity=length,
         )
-        tokens = torch.tensor([prompt], device=self.embedding.device)
-        positions = torch.arange(len(prompt), device=tokens.device)[None]
+
+    @torch.inference_mode()
+    def prompt_logits(self, prompt: list[int], cache: SlotKVCache, start: int = 0) -> torch.Tensor:
+        """The logits after each token of `prompt` from position `start` on, `[T - start, V]`, in row 0 of `cache`
+        (which already holds the keys and values before `start`)."""
+        tokens = torch.tensor([prompt[start:]], device=self.embedding.device)
+        positions = torch.arange(start, len(prompt), device=tokens.device)[None]
         return self._logits(self._blocks(tokens, positions, slice(0, 1), cache, len(prompt))[0])
 
     @torch.inference_mode()

@@ -132,19 +132,20 @@ class LlamaCppRunner:
                 llama.llama_memory_seq_cp(self._memory, source, ready, -1, -1)
             self._remove(ready, length)
 
-    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None) -> list[float]:
-        """Log-probability of each prompt token given the ones before it (the first gets 0.0), in the spare sequence."""
+    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None, *, start: int = 0) -> list[float]:
+        """Log-probability of each prompt token from `start` on given the ones before it (the first token's is 0.0),
+        in the spare sequence."""
         _refuse_adapters([adapter])
         inputs = token_ids[:-1]  # the last token predicts nothing that is scored
         scores = [0.0]
         self._clear(self._spare)
-        for start in range(0, len(inputs), self._n_batch):
-            chunk = inputs[start : start + self._n_batch]
-            self._decode([(token, start + j, self._spare, True) for j, token in enumerate(chunk)])
+        for offset in range(0, len(inputs), self._n_batch):
+            chunk = inputs[offset : offset + self._n_batch]
+            self._decode([(token, offset + j, self._spare, True) for j, token in enumerate(chunk)])
             for j in range(len(chunk)):
                 logits = self._logits(j)
-                scores.append(float(logits[token_ids[start + j + 1]] - torch.logsumexp(logits, 0)))
-        return scores
+                scores.append(float(logits[token_ids[offset + j + 1]] - torch.logsumexp(logits, 0)))
+        return scores[start:]
 
     @property
     def adapters(self) -> dict[str, Path]:

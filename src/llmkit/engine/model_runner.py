@@ -47,7 +47,7 @@ class Runner(Protocol):
 
     def copy_rows(self, src: list[int], dst: list[int], length: int) -> None: ...
 
-    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None) -> list[float]: ...
+    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None, *, start: int = 0) -> list[float]: ...
 
     @property
     def adapters(self) -> dict[str, Path]: ...
@@ -177,15 +177,30 @@ class ModelRunner:
         self.cache.copy_rows(src, dst, length)
 
     @torch.inference_mode()
-    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None) -> list[float]:
-        """Log-probability of each prompt token given the ones before it (the first gets 0.0)."""
-        ids = torch.tensor([token_ids], device=self.device)
+    def prompt_logprobs(self, token_ids: list[int], adapter: str | None = None, *, start: int = 0) -> list[float]:
+        """Log-probability of each token from `start` on given the ones before it (the first token's is 0.0).
+
+        Our forward computes only from the longest prefix the prefix cache holds, and keeps the blocks before
+        `start`: options scored after one question (`eval mc`) compute the question once.
+        """
+        first = max(start, 1)
+        ids = torch.tensor(token_ids, device=self.device)
         if self.decoder is not None and adapter is None:
-            logits = self.decoder.prompt_logits(token_ids)[:-1]
+            logits = self._scoring_logits(token_ids, first)
         else:
-            logits = self.model(input_ids=ids, **self._adapter_kwargs([adapter], 1)).logits[0, :-1].float()
-        chosen = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
-        return [0.0] + chosen.tolist()
+            logits = self.model(input_ids=ids[None], **self._adapter_kwargs([adapter], 1)).logits[0, first - 1 : -1]
+        chosen = torch.log_softmax(logits.float(), dim=-1).gather(1, ids[first:, None])[:, 0]
+        return ([0.0] if start == 0 else []) + chosen.tolist()
+
+    def _scoring_logits(self, token_ids: list[int], first: int) -> torch.Tensor:
+        """Our forward's logits at positions `first - 1` .. `T - 2` (those that score tokens `first` ..), reusing
+        and then keeping the prefix cache's blocks of `token_ids[:first]`."""
+        cache = self.decoder.scratch_cache(len(token_ids))
+        reused = self.prefix_cache.load(token_ids[:first], 0, cache) if self.prefix_cache else 0
+        logits = self.decoder.prompt_logits(token_ids, cache, reused)
+        if self.prefix_cache:
+            self.prefix_cache.store(token_ids[:first], 0, cache)
+        return logits[first - 1 - reused : -1]
 
     # ---- LoRA adapters served by name ----------------------------------------------------------
 

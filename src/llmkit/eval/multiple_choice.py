@@ -16,7 +16,7 @@ import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmkit.eval.report import Report, Sample, Table
 from llmkit.eval.runs import EvalError, EvalRun, Evaluation, OtherTask, Progress, load_items, load_llm, text_field
@@ -25,7 +25,13 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from llmkit.api import LLM
-    from llmkit.eval.perplexity import TokenLogprobs
+
+
+class ContinuationLogprobs(Protocol):
+    """Log-probability of each token of `ids` from `start` on, given the ones before it (`LLM.prompt_logprobs`)."""
+
+    def __call__(self, ids: list[int], *, start: int) -> list[float]: ...
+
 
 METRICS = ("accuracy", "accuracy_norm")
 _LISTED_OPTION = re.compile(r"(\d+)\.\s+(\S.*)")
@@ -81,12 +87,13 @@ def answer_index(value: object, count: int, key: str) -> int:
 
 
 def option_logprobs(
-    tokenizer: PreTrainedTokenizerBase, logprobs: TokenLogprobs, prompt: str, options: Sequence[str]
+    tokenizer: PreTrainedTokenizerBase, logprobs: ContinuationLogprobs, prompt: str, options: Sequence[str]
 ) -> list[tuple[float, int]]:
     """(sum of log-probabilities, token count) of each option as the continuation of `prompt`.
 
     The prompt's trailing whitespace moves to the start of each option ("Answer:", " B"), as word-level tokenizers
     join a space to the word after it; the option's tokens are those the whole text has beyond the prompt's.
+    `logprobs(ids, start=n)` scores tokens n.. only, so a backend with a prefix cache computes the prompt once.
     """
     context = prompt.rstrip()
     context_length = len(tokenizer.encode(context))
@@ -95,7 +102,7 @@ def option_logprobs(
         ids = tokenizer.encode(context + prompt[len(context) :] + option)
         if len(ids) <= context_length:
             raise EvalError(f"option {option!r} adds no tokens to the prompt")
-        continuation = logprobs(ids)[context_length:]
+        continuation = logprobs(ids, start=context_length)
         scores.append((sum(continuation), len(continuation)))
     return scores
 
@@ -178,13 +185,13 @@ def _record_options(record: dict) -> list[str]:
 def _scored_options(llm: LLM, question: Question, data: Path) -> list[tuple[float, int]]:
     """`option_logprobs` of one question by the model, refusing a text longer than the model's context."""
 
-    def logprobs(ids: list[int]) -> list[float]:
+    def logprobs(ids: list[int], start: int = 0) -> list[float]:
         if len(ids) > llm.engine.max_seq_len:
             raise EvalError(
                 f"{data} line {question.index}: prompt and option take {len(ids)} tokens, over the model's context "
                 f"of {llm.engine.max_seq_len}: raise --max-seq-len"
             )
-        return llm.prompt_logprobs(ids)
+        return llm.prompt_logprobs(ids, start=start)
 
     return option_logprobs(llm.tokenizer, logprobs, question.prompt, question.options)
 
