@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from llmkit.embeddings import served_embedding_models
+from llmkit.engine.checks import check_token_ids
 from llmkit.errors import ModelNotFoundError
 from llmkit.serve.chat import chat_prompt
 from llmkit.serve.errors import invalid
@@ -84,8 +85,5 @@ def tokenize(ctx: ServingContext, request: TokenizeRequest) -> TokenizeResponse:
 def detokenize(ctx: ServingContext, request: DetokenizeRequest) -> DetokenizeResponse:
     """The text of a list of token ids (400 for ids outside the vocabulary)."""
     ctx.resolve(request.model)
-    vocab = len(ctx.tokenizer)
-    bad = [t for t in request.tokens if not 0 <= t < vocab]
-    if bad:
-        raise invalid(f"token ids outside the vocabulary (0..{vocab - 1}): {bad[:5]}", "tokens")
+    check_token_ids(request.tokens, len(ctx.tokenizer), "tokens")
     return DetokenizeResponse(prompt=ctx.tokenizer.decode(request.tokens))
