@@ -140,3 +140,43 @@ def chromium() -> dict:
     except ImportError:
         pytest.skip("playwright is not installed (pip install playwright)")
     return {"executable_path": path, "headless": True, "args": CHROMIUM_ARGS}
+
+
+class HFCache:
+    """A Hugging Face cache folder in the layout transformers and `hf download` leave (see `add`)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def add(self, repo_id: str, files: dict[str, bytes | Path], repo_type: str = "model") -> Path:
+        """Cache `files` (contents, or a file to link to) as a downloaded snapshot: blobs/, snapshots/<commit>/
+        linking into them, refs/main; returns the snapshot folder."""
+        import hashlib
+
+        repo = self.path / f"{repo_type}s--{repo_id.replace('/', '--')}"
+        commit = hashlib.sha1(repo_id.encode()).hexdigest()
+        snapshot = repo / "snapshots" / commit
+        for name, content in files.items():
+            blob = repo / "blobs" / hashlib.sha256(f"{repo_id}/{name}".encode()).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path):
+                blob.symlink_to(content.resolve())
+            else:
+                blob.write_bytes(content)
+            (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+            (snapshot / name).symlink_to(os.path.relpath(blob, (snapshot / name).parent))
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)  # no newline, as huggingface_hub writes it
+        return snapshot
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch) -> HFCache:
+    """An empty Hugging Face cache (HF_HUB_CACHE) for one test; huggingface_hub read the variable at import."""
+    import huggingface_hub.constants
+
+    path = tmp_path / "hf-cache"
+    path.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(path))
+    return HFCache(path)

@@ -13,11 +13,13 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    """Serve `repos` ({"org/name": {filename: bytes}}) on localhost; `requests` logs (method, path)."""
+    """Serve `repos` ({"org/name": {filename: bytes}}, "datasets/org/name" for a dataset) on localhost; `requests`
+    logs (method, path) and `tokens` the Authorization header of each request."""
 
     def __init__(self, repos: dict[str, dict[str, bytes]]):
         self.repos = repos
         self.requests: list[tuple[str, str]] = []
+        self.tokens: list[str | None] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -54,10 +56,12 @@ def _handler(hub: FakeHub):
         def _route(self, send_body: bool) -> None:
             path = urlsplit(self.path).path
             hub.requests.append((self.command, path))
+            hub.tokens.append(self.headers.get("Authorization"))
             parts = path.strip("/").split("/")
-            if parts[:2] == ["api", "models"]:
-                # /api/models/{org}/{name}/revision/{rev} and /api/models/{org}/{name}/tree/{commit}
-                files = hub.repos.get("/".join(parts[2:4]))
+            if parts[0] == "api" and parts[1] in ("models", "datasets", "spaces"):
+                # /api/{type}s/{org}/{name}/revision/{rev} and /api/{type}s/{org}/{name}/tree/{commit}
+                prefix = "" if parts[1] == "models" else f"{parts[1]}/"
+                files = hub.repos.get(prefix + "/".join(parts[2:4]))
                 if files is None:
                     not_found = {"X-Error-Code": "RepoNotFound", "Content-Type": "application/json"}
                     return self._send(404, b'{"error": "Repository not found"}', not_found, send_body)
@@ -69,9 +73,11 @@ def _handler(hub: FakeHub):
                 else:
                     body = {"id": "/".join(parts[2:4]), "sha": COMMIT, "siblings": [{"rfilename": n} for n in files]}
                 return self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"}, send_body)
+            prefix = parts[0] + "/" if parts[0] in ("datasets", "spaces") else ""
+            parts = parts[1:] if prefix else parts
             if len(parts) >= 5 and parts[2] == "resolve":
-                # /{org}/{name}/resolve/{revision}/{filename}
-                data = hub.repos.get("/".join(parts[:2]), {}).get("/".join(parts[4:]))
+                # /[{type}s/]{org}/{name}/resolve/{revision}/{filename}
+                data = hub.repos.get(prefix + "/".join(parts[:2]), {}).get("/".join(parts[4:]))
                 if data is None:
                     return self._send(404, b"", {"X-Error-Code": "EntryNotFound"}, send_body)
                 headers = {

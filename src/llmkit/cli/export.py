@@ -14,6 +14,7 @@ from rich.table import Table
 
 from llmkit.cli.console import console, err_console
 from llmkit.cli.hub import human_bytes
+from llmkit.cli.model_loading import quiet_transformers
 from llmkit.hub import ProgressCallback
 
 if TYPE_CHECKING:
@@ -31,14 +32,11 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out folder."),
 ) -> None:
     """Merge --adapter into --model and write a standalone model folder (safetensors, tokenizer, card, GGUF)."""
-    # Imported here, not at the top: they pull in torch, the training package and gguf, which other commands
+    # Imported here, not at the top: it pulls in torch, the training package and gguf, which other commands
     # do without.
-    import transformers
-
     from llmkit.train.export import export_model
 
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
+    quiet_transformers()
     # PEFT trips transformers' deprecation warnings while attaching adapters; a user can do nothing about them.
     with export_progress() as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)

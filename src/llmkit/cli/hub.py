@@ -1,4 +1,4 @@
-"""`llmkit download`, `llmkit models`, `llmkit estimate`: thin wrappers over `llmkit.hub`."""
+"""`llmkit download`, `llmkit models [list|show|rm]`, `llmkit estimate`: thin wrappers over `llmkit.hub`."""
 
 from __future__ import annotations
 
@@ -12,30 +12,62 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from llmkit import hub as hub_lib
+from llmkit.hub.download import RepoType
+from llmkit.hub.paths import hub_cache_dir
 from llmkit.cli.console import console, err_console
 
 
 def download(
     model_id: str = typer.Argument(
-        ..., help="Hub id (org/name), modelscope:org/name, a known name (default, gemma3-270m) or a .gguf path."
+        ...,
+        help="Hub id (org/name; org/name:Q4_K_M for one quantisation of a GGUF repository), modelscope:org/name, "
+        "a known name (default, gemma3-270m) or a .gguf path.",
+    ),
+    filenames: Optional[list[str]] = typer.Argument(
+        None, help="Files of the Hub repository to fetch (a trailing / names a folder), as in `hf download`."
+    ),
+    include: Optional[list[str]] = typer.Option(
+        None, "--include", help="Glob of Hub files to fetch, e.g. '*Q4_K_M*' (repeatable)."
+    ),
+    exclude: Optional[list[str]] = typer.Option(
+        None, "--exclude", help="Glob of Hub files to skip, e.g. '*.bin' (repeatable)."
+    ),
+    repo_type: RepoType = typer.Option("model", "--repo-type", help="Hub repository type: model, dataset or space."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit to download."),
+    token: Optional[str] = typer.Option(
+        None, "--token",
+        help="Hugging Face token for gated or private repositories (default: $HF_TOKEN or `hf auth login`).",
     ),
     endpoint: Optional[str] = typer.Option(
         None, "--endpoint", help="Hub endpoint or mirror (default: $HF_ENDPOINT, else huggingface.co)."
     ),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit to download."),
     local_dir: Optional[Path] = typer.Option(
-        None, "--local-dir", help="Put the files in this folder instead of the llmkit cache."
+        None, "--local-dir", help="Put the files in this folder instead of the Hugging Face cache."
     ),
 ) -> None:
-    """Download a model (resuming a partial download) or convert a GGUF, and print where it is."""
+    """Download a model (resuming a partial download; a GGUF repository gives one quantisation) and print where."""
     with conversion_progress() as progress:
-        path = hub_lib.resolve(model_id, revision=revision, endpoint=endpoint, local_dir=local_dir, progress=progress)
+        path = hub_lib.download(
+            model_id, filenames=filenames or (), include=include or (), exclude=exclude or (), repo_type=repo_type,
+            revision=revision, token=token, endpoint=endpoint, local_dir=local_dir, progress=progress,
+        )
     console.print(f"[green]ready:[/] {model_id} → {path}")
 
 
-def models() -> None:
-    """List known, converted and downloaded models."""
-    table = Table(title=f"models in {hub_lib.home()}")
+models_app = typer.Typer(help="List, show and remove models.", no_args_is_help=False)
+
+
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context) -> None:
+    """List known, converted and downloaded models; `show NAME` and `rm NAME` act on one."""
+    if ctx.invoked_subcommand is None:
+        list_models()
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """List known, converted and downloaded models (the Hugging Face cache's included)."""
+    table = Table(title=f"models in {hub_lib.home()} and {hub_cache_dir()}")
     for column in ("name", "source", "cached", "size", "architecture", "parameters"):
         # Fold rather than truncate: names and sources are things users copy.
         table.add_column(
@@ -54,6 +86,41 @@ def models() -> None:
             human_count(info.num_parameters),
         )
     console.print(table)
+
+
+@models_app.command("show")
+def show(name: str = typer.Argument(..., help="A name as `llmkit models` lists it, or a local model path.")) -> None:
+    """Show one model: where it lives, its size on disk, architecture, parameters and chat template."""
+    info = hub_lib.find_model(name)
+    table = Table(show_header=False, title=info.name)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    template = {True: "yes", False: "no (pass --chat-template FILE to chat)", None: "unknown"}[info.chat_template]
+    for label, value in (
+        ("source", info.source),
+        ("location", str(info.path) if info.path else "not converted yet (the first load converts it)"),
+        ("size on disk", human_bytes(info.size_bytes)),
+        ("architecture", info.architecture or "-"),
+        ("parameters", human_count(info.num_parameters)),
+        ("chat template", template),
+    ):
+        table.add_row(label, value)
+    console.print(table)
+
+
+@models_app.command("rm")
+def remove(
+    name: str = typer.Argument(..., help="A Hub download or converted GGUF, as `llmkit models` lists it."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Remove without asking."),
+) -> None:
+    """Remove a downloaded or converted model from the caches, after confirming."""
+    info = hub_lib.find_model(name)
+    hub_lib.check_removable(info)
+    if not yes and not typer.confirm(f"remove {info.name} ({human_bytes(info.size_bytes)}) from {info.path}?"):
+        err_console.print("nothing removed")
+        return
+    for folder in hub_lib.remove_model(info):
+        console.print(f"[green]removed:[/] {folder}")
 
 
 def estimate(

@@ -17,7 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("download")(hub.download)
-app.command("models")(hub.models)
+app.add_typer(hub.models_app, name="models")
 app.command("estimate")(hub.estimate)
 app.command("chat")(chat.chat)
 app.command("generate")(generate.generate)

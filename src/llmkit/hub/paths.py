@@ -1,9 +1,12 @@
-"""Where llmkit keeps its files: one home folder holding the hub downloads and the GGUF conversions."""
+"""Where llmkit keeps its files: one home folder holding the GGUF conversions and the compiled forwards; hub
+downloads go to the standard Hugging Face cache, shared with transformers and `hf download`."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from huggingface_hub import constants
 
 
 def home() -> Path:
@@ -13,8 +16,11 @@ def home() -> Path:
 
 
 def hub_cache_dir() -> Path:
-    """Hugging Face Hub downloads (the `huggingface_hub` cache layout: `models--org--name/`)."""
-    return home() / "hub"
+    """The Hugging Face cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
+
+    A model already fetched by transformers or `hf download` is found there and not downloaded again.
+    """
+    return Path(constants.HF_HUB_CACHE)
 
 
 def converted_dir() -> Path:
@@ -25,3 +31,8 @@ def converted_dir() -> Path:
 def gguf_dir() -> Path:
     """GGUF files llmkit assembles itself (the Gemma test model ships as chunks)."""
     return home() / "gguf"
+
+
+def compile_cache_dir() -> Path:
+    """torch.compile's on-disk artefacts for `--compile` (inductor's cache), so later starts skip the compile."""
+    return home() / "torch-compile"
