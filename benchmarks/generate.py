@@ -3,9 +3,11 @@
     python benchmarks/generate.py                        # default model, fp32, 128 new tokens, 16 concurrent
     python benchmarks/generate.py --dtype bfloat16 --write docs/benchmarks.md
     python benchmarks/generate.py --quantize int8 --only llmkit --write docs/benchmarks.md
+    python benchmarks/generate.py --compile --only llmkit hf-generate --write docs/benchmarks.md
     python benchmarks/generate.py --new-tokens 8 --concurrent 2 --only llmkit hf-generate   # smoke test
 
-Systems: the llmkit `Engine` on its own forward (with `--quantize`: on int8 / int4 weights), the same engine
+Systems: the llmkit `Engine` on its own forward (with `--quantize`: on int8 / int4 weights; with `--compile`:
+through torch.compile, compiled before the warm-up call is timed), the same engine
 on the transformers forward, transformers `model.generate` (the baseline) and transformers continuous
 batching (`model.generate_batch`). Scenarios: one greedy stream, and `--concurrent` requests with
 different real prompts submitted at once. Every request produces exactly `--new-tokens` tokens (EOS is
@@ -205,6 +207,7 @@ class Report:
     model: str
     dtype: str
     quantize: str | None
+    compile: bool
     new_tokens: int
     concurrent: int
     repeats: int
@@ -216,8 +219,11 @@ class Report:
 
     @property
     def label(self) -> str:
-        """The dtype, and the llmkit engine's weight quantisation if any."""
-        return f"{self.dtype}, llmkit weights {self.quantize}" if self.quantize else self.dtype
+        """The dtype, and the llmkit engine's weight quantisation and compile if any."""
+        return ", ".join([
+            self.dtype, *([f"llmkit weights {self.quantize}"] if self.quantize else []),
+            *(["llmkit compiled"] if self.compile else []),
+        ])
 
     def get(self, system: str, scenario: str) -> Measurement | None:
         return next((m for m in self.measurements if (m.system, m.scenario) == (system, scenario)), None)
@@ -333,6 +339,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=128, help="Tokens each request generates, exactly.")
     parser.add_argument("--concurrent", type=int, default=16, help="Requests in the concurrent scenario.")
     parser.add_argument("--quantize", choices=["int8", "int4"], help="Weight-only quantisation of the llmkit engine.")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the llmkit engine's forward.")
     parser.add_argument("--repeats", type=int, default=1, help="Timed calls per measurement; the best counts.")
     parser.add_argument("--write", type=Path, help="Markdown file whose section for this dtype is replaced.")
     parser.add_argument("--only", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), help="Systems to measure.")
@@ -356,7 +363,7 @@ def main() -> None:
     )
 
     rows = max(16, args.concurrent)
-    engine = Engine(model, tokenizer, max_batch_size=rows, max_seq_len=1024, runner_options={"quantize": args.quantize})
+    engine = Engine(model, tokenizer, max_batch_size=rows, max_seq_len=1024, runner_options={"quantize": args.quantize, "compile": args.compile})
     on_transformers = Engine(model, tokenizer, max_batch_size=rows, max_seq_len=1024,
                              runner_options={"forward": "transformers"})
     runners = {
@@ -383,6 +390,7 @@ def main() -> None:
         model=args.model,
         dtype=args.dtype,
         quantize=args.quantize,
+        compile=args.compile,
         new_tokens=args.new_tokens,
         concurrent=args.concurrent,
         repeats=args.repeats,
@@ -394,7 +402,7 @@ def main() -> None:
     )
     print_report(report)
     if args.write:
-        marker = f"generate.py:{args.dtype}{f'-{args.quantize}' if args.quantize else ''}"
+        marker = "-".join(["generate.py:" + args.dtype, *filter(None, [args.quantize, args.compile and "compiled"])])
         write_section(args.write, marker, markdown_section(report, marker))
         console.print(f"wrote the {report.label} section of {args.write}")
 

@@ -18,8 +18,9 @@ from llmkit.engine.backends import Backend, BackendChoice, Quantization, choose_
 from llmkit.engine.engine import Engine
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
+from llmkit.engine.sampling_defaults import generation_defaults, resolve_sampling
 from llmkit.errors import InvalidRequestError, LLMKitError
-from llmkit.hub import ProgressCallback, gguf_file, resolve
+from llmkit.hub import ProgressCallback, gguf_file, recommended_sampling, resolve
 from llmkit.models import load, render_chat
 from llmkit.models.loading import load_tokenizer
 
@@ -66,27 +67,36 @@ class LLM:
         progress: ProgressCallback | None = None,
         backend: Backend = "auto",
         quantize: Quantization | None = None,
+        compile: bool = False,
+        generation_config: str = "auto",
     ) -> LLM:
         """Resolve and load `model` (a name, path or hub id) and start an engine for it on `backend`.
 
         `backend="llamacpp"` runs the model's GGUF file with llama.cpp on the CPU (`pip install llmkit[llamacpp]`);
         `auto` picks it where it can run this model, else torch (`pick_backend` says why).
-        `quantize` ("int8" or "int4") runs the torch backend's linear layers on weight-only quantised weights.
+        `quantize` ("int8" or "int4") runs the torch backend's linear layers on weight-only quantised weights;
+        `compile` runs its forward through `torch.compile` (cached on disk: only the first start compiles).
+        `generation_config` says where sampling defaults come from (`auto`: the model's own generation_config.json,
+        `vllm`: neutral ones, or a folder; see `engine/sampling_defaults.py`).
         """
-        choice = pick_backend(backend, model, dtype=dtype, device=device, adapter=adapter, quantize=quantize)
+        choice = pick_backend(
+            backend, model, dtype=dtype, device=device, adapter=adapter, quantize=quantize, compile=compile
+        )
         if choice.name == "vllm":
             raise InvalidRequestError("the vllm backend runs behind a server: llmkit serve --backend vllm")
         logger.info("%s runs on the %s backend: %s", model, choice.name, choice.reason)
         if seed is not None:
             torch.manual_seed(seed)
         if choice.name == "llamacpp":
-            _check_llamacpp_options(dtype, device, adapter, quantize)
+            _check_llamacpp_options(dtype, device, adapter, quantize, compile)
             from llmkit.engine.llamacpp_runner import LlamaCppRunner
 
             gguf = gguf_file(model)
-            tokenizer = load_tokenizer(resolve(model, progress=progress), chat_template)
+            directory = resolve(model, progress=progress)
             engine = Engine(
-                gguf, tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len, runner_class=LlamaCppRunner
+                gguf, load_tokenizer(directory, chat_template), max_batch_size=max_batch_size,
+                max_seq_len=max_seq_len, runner_class=LlamaCppRunner,
+                sampling_defaults=generation_defaults(directory, generation_config, recommended_sampling(model)),
             )
             return cls(engine, choice)
         loaded = load(
@@ -94,20 +104,22 @@ class LLM:
         )
         engine = Engine(
             loaded.model, loaded.tokenizer, max_batch_size=max_batch_size, max_seq_len=max_seq_len,
-            runner_options={"quantize": quantize},
+            runner_options={"quantize": quantize, "compile": compile},
+            sampling_defaults=generation_defaults(loaded.path, generation_config, recommended_sampling(model)),
         )
         return cls(engine, choice)
 
     def text_completion(
         self,
         prompts: list[str],
-        temperature: float = 0.6,
-        top_p: float = 0.9,
+        temperature: float | None = None,
+        top_p: float | None = None,
         max_gen_len: int | None = None,
         logprobs: bool = False,
         echo: bool = False,
     ) -> list[CompletionPrediction]:
-        """Continue each prompt; with `echo` the prompt (and its token logprobs) lead the result."""
+        """Continue each prompt; with `echo` the prompt (and its token logprobs) lead the result. Sampling values
+        left out take the model's defaults (`sampling_defaults`); temperature 0 decodes greedily."""
         prompt_ids = [self.tokenizer.encode(p) for p in prompts]
         results = self.generate(prompt_ids, **self._llama_sampling(temperature, top_p, max_gen_len, logprobs))
         predictions = []
@@ -129,12 +141,12 @@ class LLM:
     def chat_completion(
         self,
         dialogs: list[Dialog],
-        temperature: float = 0.6,
-        top_p: float = 0.9,
+        temperature: float | None = None,
+        top_p: float | None = None,
         max_gen_len: int | None = None,
         logprobs: bool = False,
     ) -> list[ChatPrediction]:
-        """Answer each dialog (system / user / assistant turns) as the assistant."""
+        """Answer each dialog (system / user / assistant turns) as the assistant; sampling as `text_completion`."""
         prompt_ids = [render_chat(self.tokenizer, dialog) for dialog in dialogs]
         results = self.generate(prompt_ids, **self._llama_sampling(temperature, top_p, max_gen_len, logprobs))
         predictions = []
@@ -165,16 +177,14 @@ class LLM:
         return self.engine.runner.prompt_logprobs(token_ids, adapter, start=start)
 
     def _llama_sampling(
-        self, temperature: float, top_p: float, max_gen_len: int | None, logprobs: bool
+        self, temperature: float | None, top_p: float | None, max_gen_len: int | None, logprobs: bool
     ) -> dict[str, Any]:
-        """Translate the llama3 reference's arguments (temperature 0 = greedy) into engine parameters."""
-        return {
-            "do_sample": temperature > 0,
-            "temperature": temperature if temperature > 0 else 1.0,
-            "top_p": top_p,
-            "max_new_tokens": max_gen_len or self.engine.max_seq_len - 1,
-            "logprobs": 0 if logprobs else None,
+        """The llama3 reference's arguments as engine parameters, over the model's defaults."""
+        given = {
+            "temperature": temperature, "top_p": top_p,
+            "max_new_tokens": max_gen_len or self.engine.max_seq_len - 1, "logprobs": 0 if logprobs else None,
         }
+        return resolve_sampling(given, self.engine.sampling_defaults)
 
 
 def _chosen_logprobs(out: CompletionOutput) -> list[float]:
@@ -189,6 +199,7 @@ def pick_backend(
     device: str = "auto",
     adapter: object = None,
     quantize: Quantization | None = None,
+    compile: bool = False,
     serving: bool = False,
 ) -> BackendChoice:
     """The backend `requested` resolves to for `model` with these options: the one call every entry point makes."""
@@ -198,6 +209,7 @@ def pick_backend(
         (why for why, needed in (
             ("a LoRA adapter", adapter),
             (f"--quantize {quantize}", quantize),
+            ("--compile", compile),
             (f"dtype {dtype}", dtype != "auto"),
             (f"device {device}", device not in ("auto", "cpu")),
             ("a CUDA GPU", device == "auto" and torch.cuda.is_available()),
@@ -217,7 +229,7 @@ def _from_gguf(model: str) -> bool:
 
 
 def _check_llamacpp_options(
-    dtype: str, device: str, adapter: str | Path | None, quantize: Quantization | None
+    dtype: str, device: str, adapter: str | Path | None, quantize: Quantization | None, compile: bool
 ) -> None:
     """Refuse what the llamacpp backend cannot do, before anything is loaded."""
     if adapter is not None:
@@ -227,6 +239,8 @@ def _check_llamacpp_options(
             f"--quantize {quantize} applies to the torch backend: the llamacpp backend runs the GGUF file's own "
             "quantisation"
         )
+    if compile:
+        raise InvalidRequestError("--compile compiles the torch backend's forward: llama.cpp runs its own kernels")
     if dtype != "auto":
         raise InvalidRequestError(
             f"dtype {dtype!r} does not apply to the llamacpp backend: it runs the GGUF file's own weights"

@@ -44,7 +44,7 @@ def test_the_default_model_here_runs_on_llamacpp_only_when_it_is_installed() -> 
 
 @pytest.mark.parametrize("options, says", [
     (dict(adapter="some/dir"), "a LoRA adapter"), (dict(quantize="int8"), "--quantize int8"),
-    (dict(dtype="float32"), "dtype float32"),
+    (dict(dtype="float32"), "dtype float32"), (dict(compile=True), "--compile"),
 ])
 def test_options_only_torch_has_keep_the_model_on_torch(options, says) -> None:
     choice = pick_backend("auto", "default", **options)

@@ -112,3 +112,30 @@ def test_quantize_needs_our_forward(lora_adapters, fresh_smollm) -> None:
     assert ModelRunner(with_adapter, num_slots=1, max_len=64).decoder is None  # LoRA: the transformers forward
     with pytest.raises(InvalidRequestError, match="--quantize cannot run this model: a LoRA adapter"):
         ModelRunner(with_adapter, num_slots=1, max_len=64, quantize="int8")
+
+
+def test_compiled_forward_matches_eager_and_caches_its_artefacts(tmp_path, monkeypatch) -> None:
+    """`--compile`: the same logits as the eager forward, and inductor's artefacts land in llmkit's home (what lets a
+    second start skip the compile). A two-layer Llama keeps the compile to seconds."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    monkeypatch.setenv("LLMKIT_HOME", str(tmp_path))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    config = LlamaConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    ids = [1, 5, 9, 17, 33, 65, 7, 3]
+    eager = decode_steps(ModelRunner(model, num_slots=1, max_len=64), ids, 3)
+    runner = ModelRunner(model, num_slots=1, max_len=64, compile=True)
+    assert runner.forward_name == "llmkit (compiled)"
+    for ours, theirs in zip(decode_steps(runner, ids, 3), eager, strict=True):
+        assert torch.allclose(ours, theirs, atol=TOLERANCE, rtol=0)
+    assert any((tmp_path / "torch-compile").rglob("*.py")), "no compiled code cached under LLMKIT_HOME"
+
+
+def test_compile_needs_the_llmkit_forward(smollm) -> None:
+    with pytest.raises(InvalidRequestError, match="--compile"):
+        ModelRunner(smollm.model, num_slots=1, max_len=64, forward="transformers", compile=True)

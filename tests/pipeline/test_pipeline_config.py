@@ -39,7 +39,7 @@ def test_a_task_overrides_only_the_sampling_keys_it_sets(tmp_path):
     }))
     short, rest = config.tasks
     assert config.sampling_for(short).model_dump(exclude_none=True) == {
-        "temperature": 0.7, "top_p": 1.0, "max_tokens": 5, "stop": ["\n"]}
+        "temperature": 0.7, "max_tokens": 5, "stop": ["\n"]}
     assert config.sampling_for(rest) == config.sampling
 
 

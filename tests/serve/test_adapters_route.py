@@ -43,6 +43,7 @@ def test_models_lists_base_and_adapters(http, lora_adapters):
     assert list(cards) == [MODEL_ID, "alpha", EMBEDDING_MODEL]
     assert cards["alpha"]["parent"] == MODEL_ID and cards["alpha"]["root"] == "alpha"
     assert cards[MODEL_ID]["parent"] is None
+    assert cards[MODEL_ID]["backend"] == cards["alpha"]["backend"] == "torch, llmkit forward"
     assert http.get("/v1/models/alpha").json()["root"] == "alpha"
 
 

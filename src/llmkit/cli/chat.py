@@ -41,11 +41,11 @@ def chat(
     from llmkit.engine.params import SamplingParams
     from llmkit.safety import Blocked, load_policy
 
-    sampling_kwargs = to_sampling_kwargs(sampling)
-    SamplingParams.create(**sampling_kwargs)  # reject bad flags before the model loads
+    SamplingParams.create(**to_sampling_kwargs(sampling))  # reject bad flags before the model loads
     policy = load_policy(safety) if safety is not None else None
     log_to_stderr("llmkit.safety", format="safety: %(message)s")
     llm = build_llm(model_options)
+    sampling_kwargs = to_sampling_kwargs(sampling, llm.engine.sampling_defaults)
     if sys.stdin.isatty():
         _repl(llm, system, sampling_kwargs, policy)
     else:

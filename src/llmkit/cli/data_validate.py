@@ -38,7 +38,7 @@ def validate(
     schema: Path = typer.Option(..., "--schema", help=SCHEMA_HELP),
     rules: Optional[Path] = typer.Option(None, "--rules", help=RULES_HELP),
     out: Optional[Path] = typer.Option(
-        None, "--out", help="Folder for valid.jsonl, invalid.jsonl and report.md/json [default: beside the input]."
+        None, "--out", help="Folder for valid.jsonl, invalid.jsonl and report.md/json \\[default: beside the input]."
     ),
 ) -> None:
     """Split records into valid.jsonl and invalid.jsonl (each failure with its reason and JSON path), with a report."""

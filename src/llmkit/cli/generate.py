@@ -34,8 +34,9 @@ def generate(
         prompt = sys.stdin.read().removesuffix("\n")  # the newline `echo` adds is not part of the prompt
     if not prompt.strip():
         raise InvalidRequestError("the prompt is empty: pass it as an argument or on stdin")
-    params = SamplingParams.create(**to_sampling_kwargs(sampling), logprobs=logprobs)
+    SamplingParams.create(**to_sampling_kwargs(sampling), logprobs=logprobs)  # bad flags fail before the load
     llm = build_llm(model_options)
+    params = SamplingParams.create(**to_sampling_kwargs(sampling, llm.engine.sampling_defaults), logprobs=logprobs)
     if chat:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         prompt_ids = render_chat(llm.tokenizer, messages)

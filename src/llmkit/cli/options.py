@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from llmkit.engine.backends import Backend, Quantization
+from llmkit.engine.sampling_defaults import NEUTRAL, resolve_sampling
 
 OptionGroup = dict[str, tuple[Any, Any]]
 
-DEFAULT_TEMPERATURE = 0.2  # low: small models wander at higher temperatures
+MODEL_DEFAULT = "\\[default: the model's generation config, else neutral]"
 
 
 MODEL_OPTIONS: OptionGroup = {
@@ -43,18 +44,33 @@ MODEL_OPTIONS: OptionGroup = {
         Optional[Quantization],
         typer.Option(None, "--quantize", help="int8 or int4: weight-only quantised linear layers (torch backend)."),
     ),
+    "compile": (
+        bool,
+        typer.Option(
+            False, "--compile",
+            help="torch.compile the llmkit forward (torch backend); cached on disk, so only the first start compiles.",
+        ),
+    ),
 }
 
 SAMPLING_OPTIONS: OptionGroup = {
     "max_new_tokens": (int, typer.Option(512, "--max-new-tokens", "-n", help="Most tokens to generate.")),
     "temperature": (
         Optional[float],
-        typer.Option(None, "--temperature", "-t", help="0 means greedy decoding [default: 0.2; off with beams]."),
+        typer.Option(
+            None, "--temperature", "-t",
+            help="0 means greedy decoding, which ignores --top-p, --top-k and --min-p " + MODEL_DEFAULT
+            + " (0.2 for the default model, as its card advises; greedy with --num-beams).",
+        ),
     ),
-    "top_p": (float, typer.Option(0.9, "--top-p", help="Nucleus sampling probability mass.")),
-    "top_k": (int, typer.Option(0, "--top-k", help="Keep the k most likely tokens (0: off).")),
-    "min_p": (float, typer.Option(0.0, "--min-p", help="Drop tokens below min_p x the top probability.")),
-    "repetition_penalty": (float, typer.Option(1.0, "--repetition-penalty", help="HF-style penalty (1: off).")),
+    "top_p": (Optional[float], typer.Option(None, "--top-p", help="Nucleus sampling probability mass " + MODEL_DEFAULT
+                                            + " (0.9 for the default model).")),
+    "top_k": (Optional[int], typer.Option(None, "--top-k", help="Keep the k most likely tokens, 0: off " + MODEL_DEFAULT
+                                          + ".")),
+    "min_p": (Optional[float], typer.Option(None, "--min-p", help="Drop tokens below min_p x the top probability "
+                                            + MODEL_DEFAULT + ".")),
+    "repetition_penalty": (Optional[float], typer.Option(None, "--repetition-penalty", help="HF-style penalty, 1: off "
+                                                         + MODEL_DEFAULT + ".")),
     "presence_penalty": (float, typer.Option(0.0, "--presence-penalty", help="OpenAI-style, -2..2.")),
     "frequency_penalty": (float, typer.Option(0.0, "--frequency-penalty", help="OpenAI-style, -2..2.")),
     "no_repeat_ngram_size": (int, typer.Option(0, "--no-repeat-ngram-size", help="Forbid repeated n-grams.")),
@@ -86,12 +102,6 @@ def add_options(group: OptionGroup, *, into: str) -> Callable[[Callable[..., Any
     return decorate
 
 
-def to_sampling_kwargs(options: dict[str, Any]) -> dict[str, Any]:
-    """CLI sampling flags -> `SamplingParams` keywords (temperature 0 means greedy)."""
-    kwargs = {name: value for name, value in options.items() if value is not None}
-    beams = kwargs.get("num_beams", 1) > 1
-    temperature = kwargs.pop("temperature", 0.0 if beams else DEFAULT_TEMPERATURE)
-    if temperature != 0:
-        # A negative value, or sampling together with beams, is rejected with its name by SamplingParams.
-        kwargs.update(do_sample=True, temperature=temperature)
-    return kwargs
+def to_sampling_kwargs(options: dict[str, Any], defaults: Mapping[str, float] = NEUTRAL) -> dict[str, Any]:
+    """CLI sampling flags -> `SamplingParams` keywords, over the model's `defaults` (see `resolve_sampling`)."""
+    return resolve_sampling(options, defaults)

@@ -22,10 +22,11 @@ def run(
     pipeline: Path = typer.Argument(..., help="Pipeline YAML: the model, and tasks (match, messages, post-process)."),
     input_path: Path = typer.Option(..., "--input", "-i", help="Records: .jsonl, .json, .csv, .parquet or a folder."),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Records with predictions (JSONL); a re-run resumes it [default: INPUT.out.jsonl]."
+        None, "--output", "-o",
+        help="Records with predictions (JSONL); a re-run resumes it \\[default: INPUT_STEM.out.jsonl in the current folder].",
     ),
     trace: Optional[Path] = typer.Option(
-        None, "--trace", help="JSONL trace, a line per record [default: OUTPUT.trace.jsonl]."
+        None, "--trace", help="JSONL trace, a line per record \\[default: OUTPUT.trace.jsonl]."
     ),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", min=1, help="Records in flight at once."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Only the first N records of the input."),
@@ -66,7 +67,8 @@ def _load_llm(model: ModelConfig) -> LLM:
     from llmkit.cli.model_loading import build_llm
 
     options = {"model": model.name, "max_seq_len": model.max_seq_len, "dtype": model.dtype, "device": model.device,
-               "chat_template": None, "backend": model.backend, "quantize": model.quantize}
+               "chat_template": None, "backend": model.backend, "quantize": model.quantize,
+               "compile": model.compile}
     return build_llm(options, model.max_batch_size)
 
 

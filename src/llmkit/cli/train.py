@@ -10,22 +10,39 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from llmkit.cli.console import console, err_console
+from llmkit.cli.model_loading import quiet_transformers
+
+
+def show_config_keys(asked: bool) -> None:
+    """`--help-config`: every training config key with its type, default and meaning, then exit."""
+    if not asked:
+        return
+    from rich.table import Table
+
+    from llmkit.train.config import config_reference
+
+    table = Table("key", "type", "default", "meaning", title="llmkit train config keys (YAML or key=value)")
+    for row in config_reference():
+        table.add_row(*row)
+    console.print(table)
+    raise typer.Exit()
 
 
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML training config (see examples/train/)."),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value settings that override the file."),
+    help_config: bool = typer.Option(
+        False, "--help-config", is_eager=True, callback=show_config_keys, help="List every config key and exit."
+    ),
 ) -> None:
-    """Fine-tune a model (sft, pt) with LoRA, freeze or full training; Ctrl-C saves a checkpoint and stops."""
-    import transformers
-
+    """Fine-tune a model: stage sft (supervised), pt (continued pre-training), rm (reward model) or dpo, with
+    lora, freeze or full training. Ctrl-C saves a checkpoint and stops. Config keys: --help-config."""
     from llmkit.train.config import load_config
     from llmkit.train.run import train as run_training
 
     settings = load_config(config, overrides or [])
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun / accelerate, only rank 0 reports
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_transformers()
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -54,6 +54,14 @@ class AsyncEngine:
     # What a server reads about the engine; len() of the engine thread's list or deque is atomic.
 
     @property
+    def sampling_defaults(self) -> dict[str, float]:
+        return self.engine.sampling_defaults
+
+    @property
+    def backend(self) -> str:
+        return self.engine.runner.backend_name
+
+    @property
     def tokenizer(self):
         return self.engine.tokenizer
 

@@ -6,10 +6,15 @@ per-row `SlotKVCache`, attention is SDPA with each row's own mask, and the LM he
 sample. Per step this is about a dozen ops a layer instead of the ~70 of the transformers modules, which is where
 a 135M model's decode time goes on a CPU. The transformers forward (`ModelRunner`) stays for every other
 architecture, for LoRA adapters, and as the reference the tests compare against.
+
+`Decoder.of(..., compile=True)` runs the blocks through `torch.compile` (dynamic shapes: one graph for every batch
+size and length). Inductor's compiled artefacts are cached on disk under llmkit's home, so only the first start on a
+machine pays for the compile.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass
 
@@ -19,6 +24,7 @@ from transformers import PreTrainedModel
 
 from llmkit.engine.kv_cache import SlotKVCache
 from llmkit.engine.linear import PackedLinear, Quantization, fused
+from llmkit.hub.paths import compile_cache_dir
 
 SUPPORTED = {"llama", "mistral", "qwen2", "qwen3", "gemma3_text"}
 ROPE_POSITIONS = 32768
@@ -90,13 +96,18 @@ class Decoder:
     for rows 0..B-1."""
 
     @classmethod
-    def of(cls, model: PreTrainedModel, max_len: int, quantize: Quantization | None = None) -> Decoder:
+    def of(
+        cls, model: PreTrainedModel, max_len: int, quantize: Quantization | None = None, compile: bool = False
+    ) -> Decoder:
         """The decoder of `model` with these weights, built once per model and quantisation and shared by every
-        engine on it (it holds weights, never a request's state), so a second engine costs only its cache."""
+        engine on it (it holds weights, never a request's state), so a second engine costs only its cache. Once one
+        engine asks for `compile`, every engine on the decoder runs compiled."""
         built = _DECODERS.setdefault(model, {})
         decoder = built.get(quantize)
         if decoder is None or decoder.max_len < max_len:
             decoder = built[quantize] = cls(model, max_len, quantize)
+        if compile:
+            decoder.compile()
         return decoder
 
     def __init__(self, model: PreTrainedModel, max_len: int, quantize: Quantization | None = None) -> None:
@@ -117,6 +128,17 @@ class Decoder:
         # RoPE tables for the model's whole window (up to 32k positions): engines with other contexts share them.
         self.max_len = max(max_len, min(getattr(config, "max_position_embeddings", 0) or 0, ROPE_POSITIONS))
         self.rope = self._rope_tables(base, self.max_len, model.dtype)
+        self.blocks = self._blocks
+        self.compiled = False
+
+    def compile(self) -> None:
+        """Run the blocks through `torch.compile` from now on; the compiled code is cached on disk (inductor's FX
+        graph cache in `compile_cache_dir()`, unless `TORCHINDUCTOR_CACHE_DIR` says otherwise)."""
+        if self.compiled:
+            return
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+        self.blocks = torch.compile(self._blocks, dynamic=True)
+        self.compiled = True
 
     def _layer(self, layer: torch.nn.Module, index: int, gemma: bool, quantize: Quantization | None) -> Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -152,7 +174,7 @@ class Decoder:
         cache.reserve(len(prompt))
         tokens = torch.tensor([prompt[start:]], device=self.embedding.device)
         positions = torch.arange(start, len(prompt), device=tokens.device)[None]
-        hidden = self._blocks(tokens, positions, slice(row, row + 1), cache, len(prompt))
+        hidden = self.blocks(tokens, positions, slice(row, row + 1), cache, len(prompt))
         return self._logits(hidden[:, -1])[0]
 
     def scratch_cache(self, length: int) -> SlotKVCache:
@@ -168,14 +190,14 @@ class Decoder:
         (which already holds the keys and values before `start`)."""
         tokens = torch.tensor([prompt[start:]], device=self.embedding.device)
         positions = torch.arange(start, len(prompt), device=tokens.device)[None]
-        return self._logits(self._blocks(tokens, positions, slice(0, 1), cache, len(prompt))[0])
+        return self._logits(self.blocks(tokens, positions, slice(0, 1), cache, len(prompt))[0])
 
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: SlotKVCache) -> torch.Tensor:
         """One token for each of rows 0..B-1, `tokens[b]` at `positions[b]`; next-token logits `[B, V]`."""
         kv_len = int(positions.max()) + 1
         cache.reserve(kv_len)
-        hidden = self._blocks(tokens[:, None], positions[:, None], slice(0, len(tokens)), cache, kv_len)
+        hidden = self.blocks(tokens[:, None], positions[:, None], slice(0, len(tokens)), cache, kv_len)
         return self._logits(hidden[:, 0])
 
     def _blocks(

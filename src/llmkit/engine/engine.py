@@ -20,6 +20,7 @@ from llmkit.engine.checks import check_params, check_prompt
 from llmkit.engine.model_runner import ModelRunner, Runner
 from llmkit.engine.outputs import RequestOutput, TokenLogprob
 from llmkit.engine.params import SamplingParams
+from llmkit.engine.sampling_defaults import NEUTRAL
 from llmkit.engine.processors import TokenHistory, apply_processors, build_processors
 from llmkit.engine.sampling import make_generator, select_tokens, token_logprobs
 from llmkit.engine.sequence import Request, Sequence
@@ -43,10 +44,13 @@ class Engine:
         prefill_token_budget: int = 2048,
         runner_class: type[Runner] = ModelRunner,
         runner_options: Mapping[str, Any] | None = None,
+        sampling_defaults: Mapping[str, float] = NEUTRAL,
     ) -> None:
         """`runner_class(model, num_slots=, max_len=, **runner_options)` builds the backend: by default the torch
-        one (`ModelRunner`, whose options choose the forward and a weight-only quantisation)."""
+        one (`ModelRunner`, whose options choose the forward and a weight-only quantisation). `sampling_defaults`
+        are the model's (`sampling_defaults.generation_defaults`), for every entry point that builds requests."""
         self.model = model
+        self.sampling_defaults = dict(sampling_defaults)
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.prefill_token_budget = prefill_token_budget

@@ -65,6 +65,7 @@ class LlamaCppRunner:
         special = (llama.llama_vocab_eos(vocab), llama.llama_vocab_eot(vocab))
         self.eos_token_ids = list(dict.fromkeys(t for t in special if t != llama.LLAMA_TOKEN_NULL))
         self.prefix_cache = None  # llama.cpp keeps each sequence's own cache
+        self.backend_name = "llamacpp"
 
         params = llama.llama_context_default_params()
         params.n_seq_max = num_slots + 1

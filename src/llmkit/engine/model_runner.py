@@ -40,6 +40,7 @@ class Runner(Protocol):
     vocab_size: int
     eos_token_ids: list[int]
     prefix_cache: PrefixCache | None
+    backend_name: str  # what runs the model, in words for banners and `/v1/models`
 
     def prefill(self, prompts: list[list[int]], rows: list[int], adapters: Adapters = None) -> torch.Tensor: ...
 
@@ -62,7 +63,8 @@ class ModelRunner:
 
     def __init__(
         self, model: PreTrainedModel, *, num_slots: int, max_len: int, forward: Forward = "auto",
-        quantize: Quantization | None = None, prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
+        quantize: Quantization | None = None, compile: bool = False,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ) -> None:
         self.model = model
         config = model.config.get_text_config()
@@ -91,24 +93,29 @@ class ModelRunner:
         )
         self._named_adapters: dict[str, Path] = {}
         self._fixed_adapter = _is_peft(model)  # loaded with `--adapter PATH`: always on, no named ones
-        self.decoder = self._decoder(forward, quantize)
+        self.decoder = self._decoder(forward, quantize, compile)
         # Prompts that start alike reuse each other's keys and values (our forward only; 0 turns it off).
         self.prefix_cache = PrefixCache(prefix_cache_bytes) if self.decoder is not None and prefix_cache_bytes else None
 
-    def _decoder(self, forward: Forward, quantize: Quantization | None) -> Decoder | None:
+    def _decoder(self, forward: Forward, quantize: Quantization | None, compile: bool) -> Decoder | None:
         """Our compact forward for this model, or None where transformers' runs it."""
         reason = unsupported_reason(self.model)
-        if reason is not None and (forward == "llmkit" or quantize is not None):
-            raise InvalidRequestError(
-                f"{'--quantize' if quantize else 'the llmkit forward'} cannot run this model: {reason}"
-            )
+        needs_ours = "--quantize" if quantize else "--compile" if compile else "the llmkit forward"
+        if reason is not None and (forward == "llmkit" or quantize is not None or compile):
+            raise InvalidRequestError(f"{needs_ours} cannot run this model: {reason}")
+        if compile and forward == "transformers":
+            raise InvalidRequestError("--compile compiles the llmkit forward: leave the forward on auto or llmkit")
         if quantize is not None and self.device.type != "cpu":
             raise InvalidRequestError(
                 f"--quantize runs torch's CPU kernels, not on {self.device.type}: on a GPU serve with --backend vllm"
             )
         if reason is not None or forward == "transformers":
             return None
-        return Decoder.of(self.model, self.max_len, quantize)
+        return Decoder.of(self.model, self.max_len, quantize, compile)
+
+    @property
+    def backend_name(self) -> str:
+        return f"torch, {self.forward_name} forward"
 
     @property
     def forward_name(self) -> str:
@@ -116,7 +123,8 @@ class ModelRunner:
         if self.decoder is None:
             return "transformers"
         quantized = {linear.quantize for layer in self.decoder.layers for linear in (layer.qkv, layer.down)} - {None}
-        return f"llmkit{f' ({quantized.pop()})' if quantized else ''}"
+        details = [*quantized, *(["compiled"] if self.decoder.compiled else [])]
+        return f"llmkit ({', '.join(details)})" if details else "llmkit"
 
     @torch.inference_mode()
     def prefill(self, prompts: list[list[int]], rows: list[int], adapters: Adapters = None) -> torch.Tensor:

@@ -109,7 +109,8 @@ def _build_llm(config: ModelConfig) -> LLM:
     from llmkit.api import LLM
 
     return LLM.build(config.name, max_seq_len=config.max_seq_len, max_batch_size=config.max_batch_size,
-                     dtype=config.dtype, device=config.device, backend=config.backend, quantize=config.quantize)
+                     dtype=config.dtype, device=config.device, backend=config.backend, quantize=config.quantize,
+                     compile=config.compile)
 
 
 def _api_key(config: ModelConfig) -> str:

@@ -49,7 +49,7 @@ UserFunction = Annotated[
 ]
 
 
-IN_PROCESS_KEYS = ("name", "max_batch_size", "max_seq_len", "dtype", "device", "backend", "quantize")
+IN_PROCESS_KEYS = ("name", "max_batch_size", "max_seq_len", "dtype", "device", "backend", "quantize", "compile")
 
 
 class ModelConfig(ConfigSection):
@@ -68,6 +68,7 @@ class ModelConfig(ConfigSection):
         "auto", description="In-process: what runs the model (auto: llamacpp for a GGUF model when installed, else torch)."
     )
     quantize: Literal["int8", "int4"] | None = Field(None, description="In-process: weight-only quantised layers.")
+    compile: bool = Field(False, description="In-process: torch.compile the forward (cached on disk).")
 
     @model_validator(mode="after")
     def _one_kind(self) -> ModelConfig:
@@ -83,8 +84,12 @@ class ModelConfig(ConfigSection):
 class Sampling(ConfigSection):
     """Decoding settings sent with each request; a task's own override the pipeline's key by key."""
 
-    temperature: float = Field(0.0, ge=0, le=2, description="Randomness; 0 is greedy.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep this much probability mass.")
+    temperature: float | None = Field(
+        None, ge=0, le=2, description="Randomness; 0 is greedy. Default: the model's (its generation config)."
+    )
+    top_p: float | None = Field(
+        None, gt=0, le=1, description="Nucleus sampling: keep this much probability mass. Default: the model's."
+    )
     max_tokens: int = Field(256, ge=1, description="Longest answer in tokens.")
     stop: list[str] | None = Field(None, description="Strings that end the answer.")
     seed: int | None = Field(None, description="Sampling seed, for answers that repeat.")

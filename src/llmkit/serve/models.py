@@ -65,9 +65,10 @@ async def unload_adapter(ctx: ServingContext, request: UnloadAdapterRequest) -> 
 
 def _card(ctx: ServingContext, served: ServedModel) -> ModelCard:
     """The card of the base model or an adapter: an adapter is its own root (its directory stays on the server)."""
+    card = ModelCard(id=served.id, max_model_len=ctx.max_seq_len, backend=ctx.engine.backend)
     if served.adapter is None:
-        return ModelCard(id=served.id, max_model_len=ctx.max_seq_len)
-    return ModelCard(id=served.id, max_model_len=ctx.max_seq_len, root=served.adapter, parent=ctx.model_id)
+        return card
+    return card.model_copy(update={"root": served.adapter, "parent": ctx.model_id})
 
 
 def tokenize(ctx: ServingContext, request: TokenizeRequest) -> TokenizeResponse:

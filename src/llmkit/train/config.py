@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -106,6 +107,27 @@ class TrainConfig(BaseModel):
     @property
     def alpha(self) -> int:
         return self.lora_alpha or 2 * self.lora_rank
+
+
+def config_reference() -> list[tuple[str, str, str, str]]:
+    """Every training config key as (key, type, default, description), in the order of `TrainConfig`: what
+    `llmkit train --help-config` shows."""
+    return [
+        (key, _type_name(field.annotation), "required" if field.is_required() else repr(field.get_default(call_default_factory=True)),
+         field.description or "")
+        for key, field in TrainConfig.model_fields.items()
+    ]
+
+
+def _type_name(annotation: object) -> str:
+    """A field's type as users write it: `sft | pt | rm | dpo`, `int | None`, `list[str]`."""
+    if get_origin(annotation) is Literal:
+        return " | ".join(str(value) for value in get_args(annotation))
+    if get_origin(annotation) in (UnionType, Union):
+        return " | ".join(_type_name(arg) for arg in get_args(annotation))
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", None) if get_origin(annotation) is None else str(annotation)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
