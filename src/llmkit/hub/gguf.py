@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 from llmkit.errors import ConversionError
@@ -88,8 +89,6 @@ def _write_conversion(gguf_path: Path, out: Path, progress: ProgressCallback | N
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    import llmkit
-
     def report(step: int) -> None:
         if progress is not None:
             progress(_STEPS[step], step, len(_STEPS) - 1)
@@ -119,7 +118,7 @@ def _write_conversion(gguf_path: Path, out: Path, progress: ProgressCallback | N
     if model.generation_config is not None:
         model.generation_config.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    manifest = {**source_manifest(gguf_path), "llmkit_version": llmkit.__version__}
+    manifest = {**source_manifest(gguf_path), "llmkit_version": version("llmkit")}
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     report(3)
 

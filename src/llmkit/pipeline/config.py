@@ -20,7 +20,7 @@ from llmkit.errors import LLMKitError
 from llmkit.pipeline.metrics import Metric, resolve_metric
 from llmkit.pipeline.postprocess import POSTPROCESSORS
 from llmkit.pipeline.steps import Step, load_function, parse_step
-from llmkit.pipeline.tools import function_schema
+from llmkit.pipeline.schema import function_schema
 from llmkit.pipeline.transforms import TRANSFORMS, compile_template
 from llmkit.yaml_files import ConfigSection, load_yaml_model
 
