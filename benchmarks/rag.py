@@ -1,4 +1,4 @@
-"""Retrieval speed and quality: indexing throughput, query latency and recall@5 of `llmkit.rag`, SQLite store.
+"""Retrieval speed and quality: indexing throughput, query latency and hit@5 of `llmkit.rag`, SQLite store.
 
     python benchmarks/rag.py                                   # 10k and 100k chunks, every SQuAD question
     python benchmarks/rag.py --write docs/benchmarks.md
@@ -117,7 +117,7 @@ def brute_force(kb: KnowledgeBase, mode: str, query: str, matrix: np.ndarray, id
 
 
 def measure(kb: KnowledgeBase, questions: list[tuple[str, list[str]]]) -> dict[str, dict[str, float]]:
-    """Per search: p50 / p99 latency in ms and recall@5, for llmkit's modes and the numpy reference."""
+    """Per search: p50 / p99 latency in ms and hit@5, for llmkit's modes and the numpy reference."""
     rows = kb.store._db.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
     ids = np.array([row[0] for row in rows])
     matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
@@ -158,7 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     _, questions = squad()
     questions = questions[:40] if args.quick else questions
-    headers = ["chunks", "search", "p50 ms", "p99 ms", "recall@5", "indexing"]
+    headers = ["chunks", "search", "p50 ms", "p99 ms", "hit@5", "indexing"]
     rows, notes = [], []
     with tempfile.TemporaryDirectory() as folder:
         embedder = KnowledgeBase.open("embed", folder, create=True)
@@ -188,7 +188,7 @@ def main() -> None:
         notes.append(
             f"{size:,} chunks ({min(size, len(real)):,} embedded for real): hybrid p50 {results['hybrid']['p50']:.1f} "
             f"ms (target < {TARGET_MS:.0f} ms: {'met' if results['hybrid']['p50'] < TARGET_MS else 'NOT met'}); "
-            f"HNSW vector search {speedup:.1f}x the numpy scan's speed; hybrid recall@5 within {delta:.1f} points "
+            f"HNSW vector search {speedup:.1f}x the numpy scan's speed; hybrid hit@5 within {delta:.1f} points "
             "of numpy's"
         )
         console.print(notes[-1])

@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from llmkit.cli import rag
+from llmkit.errors import InvalidRequestError, ModelNotFoundError
 from llmkit.jsonl import read_jsonl
 from llmkit.rag.answer import NOT_FOUND
 
@@ -122,18 +125,18 @@ def results_indices(out: Path) -> list[int]:
     return [json.loads(line)["index"] for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
-def test_eval_prints_recall_and_mrr_and_resumes_without_duplicates(llmkit, store, qa, tmp_path):
+def test_eval_prints_hit_rate_and_mrr_and_resumes_without_duplicates(llmkit, store, qa, tmp_path):
     out = tmp_path / "eval"
     args = ["rag", "eval", "--qa", str(qa), *examples_kb(store), "--out", str(out), "-k", "5"]
     result = llmkit(*args)
     assert result.returncode == 0, result.stderr
     printed = table_rows(result.stdout)
-    assert list(printed) == ["metric", "recall@1", "recall@3", "recall@5", "mrr"]
+    assert list(printed) == ["metric", "hit@1", "hit@3", "hit@5", "mrr"]
     assert sorted(results_indices(out)) == list(range(20))
     summary = eval_summary(out)
     assert summary["questions"] == 20 and summary["mode"] == "hybrid" and summary["k"] == 5
-    assert 0.5 <= summary["recall@5"] <= 1.0 and summary["recall@1"] <= summary["recall@3"] <= summary["recall@5"]
-    assert all(printed[name] == f"{summary[name]:.3f}" for name in ("recall@1", "recall@3", "recall@5", "mrr"))
+    assert 0.5 <= summary["hit@5"] <= 1.0 and summary["hit@1"] <= summary["hit@3"] <= summary["hit@5"]
+    assert all(printed[name] == f"{summary[name]:.3f}" for name in ("hit@1", "hit@3", "hit@5", "mrr"))
 
     # Interrupted after 8 questions: the re-run scores the other 12 and writes no duplicates.
     lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
@@ -200,3 +203,64 @@ def test_index_reports_a_broken_file_and_refuses_new_chunk_sizes(llmkit, tmp_pat
     deleted = llmkit("rag", "delete", "--kb", "mine", "--store", str(store))
     assert deleted.returncode == 0 and "deleted knowledge base mine" in deleted.stdout
     assert not any(store.iterdir())  # the database, its WAL files and the vector index
+
+
+def test_langchain_names_are_aliases_of_the_chunk_options(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    normans = json.loads(SQUAD.read_text(encoding="utf-8"))["data"][0]["paragraphs"]
+    (docs / "normans.txt").write_text(normans[0]["context"] + "\n\n" + normans[1]["context"], encoding="utf-8")
+    store = tmp_path / "store"
+    args = ["index", str(docs), "--kb", "lc", "--store", str(store), "--chunk-size", "60", "--chunk-overlap", "12"]
+    result = CliRunner().invoke(rag.app, args)
+    assert result.exit_code == 0, result.output
+    assert "chunks of ≤ 60 tokens, 12 overlap" in " ".join(result.stdout.split())
+
+
+def test_fetch_k_is_the_candidate_pool_of_search_and_eval(store, qa, tmp_path):
+    search = ["search", "Who was Rollo?", *examples_kb(store), "-k", "5", "--fetch-k", "3"]
+    refused = CliRunner().invoke(rag.app, search)
+    assert isinstance(refused.exception, InvalidRequestError) and "fetch_k" in str(refused.exception)
+    out = tmp_path / "eval"
+    args = ["eval", "--qa", str(qa), *examples_kb(store), "-k", "3", "--out", str(out)]
+    too_few = CliRunner().invoke(rag.app, [*args, "--fetch-k", "2"])
+    assert isinstance(too_few.exception, InvalidRequestError) and not out.exists()  # refused before the run starts
+    assert CliRunner().invoke(rag.app, [*args, "--candidates", "3"]).exit_code == 0
+    assert eval_summary(out)["candidates"] == 3
+    assert "fetch_k=3" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_judge_is_its_own_model_and_judges_answers_only(store, qa, tmp_path):
+    args = ["eval", "--qa", str(qa), *examples_kb(store), "--judge", "/nonexistent/judge", "-o", str(tmp_path)]
+    refused = CliRunner().invoke(rag.app, args)
+    assert isinstance(refused.exception, InvalidRequestError) and "add --answer" in str(refused.exception)
+    missing = CliRunner().invoke(rag.app, [*args, "--answer"])  # the judge is loaded by its own name
+    assert isinstance(missing.exception, ModelNotFoundError) and "/nonexistent/judge" in str(missing.exception)
+
+
+def test_eval_answers_are_scored_by_squad_and_a_judge_model(store, qa, tmp_path):
+    first = qa.read_text(encoding="utf-8").splitlines()[0]  # "In what country is Normandy located?" France
+    one = tmp_path / "one.jsonl"
+    one.write_text(first + "\n", encoding="utf-8")
+    out = tmp_path / "eval"
+    args = ["eval", "--qa", str(one), *examples_kb(store), "--answer", "-n", "24", "--judge", "default", "-o", str(out)]
+    result = CliRunner().invoke(rag.app, args)
+    assert result.exit_code == 0, result.output
+    assert {"exact", "f1", "faithfulness"} <= set(table_rows(result.stdout))
+    (row,) = read_jsonl(out / "results.jsonl")
+    summary = eval_summary(out)
+    assert summary["judge"] == "default" and summary["f1"] == row["f1"] and 0 <= row["faithfulness"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("index", ["--chunk-tokens,--chunk-size", "--overlap,--chunk-overlap", "[default: 64]", "[default: 512,"]),
+        ("search", ["--fetch-k,--candidates", "[default: 4 × k]"]),
+        ("ask", ["--fetch-k,--candidates", "[default: 0.25]"]),
+        ("eval", ["--fetch-k,--candidates", "--mmr", "--rerank", "--source", "[default: 128]"]),
+    ],
+)
+def test_help_shows_the_langchain_aliases_and_the_defaults(command, shown):
+    result = CliRunner().invoke(rag.app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and all(text in result.stdout for text in shown), result.stdout

@@ -1,4 +1,5 @@
-"""Evaluating a knowledge base: where the first relevant chunk ranks, faithfulness, and a resumable run."""
+"""Evaluating a knowledge base: where the relevant chunks rank (hit@k, recall@k, MRR), the answers' SQuAD scores and
+faithfulness, and a resumable run."""
 
 from __future__ import annotations
 
@@ -10,16 +11,9 @@ import pytest
 
 from llmkit.eval.runs import EvalRun, ResumeError
 from llmkit.jsonl import read_jsonl
-from llmkit.rag.evaluate import (
-    QAError,
-    Question,
-    evaluate,
-    faithfulness,
-    first_relevant_rank,
-    read_questions,
-    summarize,
-)
+from llmkit.rag.evaluate import QAError, Question, evaluate, read_questions, retrieval_ranks, summarize
 from llmkit.rag.knowledge_base import Hit, KnowledgeBase
+from llmkit.rag.squad import squad_scores
 from llmkit.rag.store import StoredChunk
 
 SQUAD = Path(os.environ["LLMKIT_SHARED_DATA"]) / "squad" / "squad2-dev-subset.json"
@@ -29,6 +23,7 @@ ROLLO = (
 )
 HASTINGS = "In 1066, Duke William II of Normandy conquered England killing King Harold II at the Battle of Hastings."
 NAME = "The Normans gave their name to Normandy, a region in France."
+TURING = "A Turing machine is a mathematical model of a general computing machine."
 SETTINGS = {"kb": "squad", "k": 5, "mode": "hybrid"}  # what a run records in run.json
 
 
@@ -39,47 +34,70 @@ def hits(*texts: str) -> list[Hit]:
     ]
 
 
-def test_first_relevant_rank_by_answer_string_ignores_case_and_spacing():
+def test_the_first_relevant_rank_by_answer_string_ignores_case_and_spacing():
     question = Question(0, "From which countries did the Norse originate?", ("denmark, iceland and norway",))
-    assert first_relevant_rank(question, hits(HASTINGS, ROLLO)) == 2
-    assert first_relevant_rank(question, hits(ROLLO, HASTINGS)) == 1
-    assert first_relevant_rank(question, hits(HASTINGS, NAME)) is None
+    assert retrieval_ranks(question, hits(HASTINGS, ROLLO)) == (2, [2])
+    assert retrieval_ranks(question, hits(ROLLO, HASTINGS)) == (1, [1])
+    assert retrieval_ranks(question, hits(HASTINGS, NAME)) == (None, [None])
     either = Question(1, "Who was the duke in the Battle of Hastings?", ("William the Conqueror", "Duke William II"))
-    assert first_relevant_rank(either, hits(ROLLO, HASTINGS)) == 2
+    assert retrieval_ranks(either, hits(ROLLO, HASTINGS)) == (2, [2])  # any answer string: one gold item
 
 
-def test_first_relevant_rank_by_reference_passage_needs_half_its_words():
+def test_a_reference_passage_is_found_in_a_chunk_holding_half_its_words():
     # Passage words without stop words: normans, gave, their, name, normandy, region, france (7); half is 3.5.
-    question = Question(0, "What is France a region of?", passage=NAME)
+    question = Question(0, "What is France a region of?", passages=(NAME,))
     four_of_seven = "Normandy is a region of France; the Normans named it."  # normandy, region, france, normans
     two_of_seven = "Normandy is a region by the sea."  # normandy, region
-    assert first_relevant_rank(question, hits(two_of_seven, four_of_seven)) == 2
-    assert first_relevant_rank(question, hits(HASTINGS, two_of_seven)) is None
+    assert retrieval_ranks(question, hits(two_of_seven, four_of_seven)) == (2, [2])
+    assert retrieval_ranks(question, hits(HASTINGS, two_of_seven)) == (None, [None])
 
 
-def test_faithfulness_is_the_share_of_sentences_whose_words_are_in_the_sources():
-    sources = hits(HASTINGS, ROLLO)
-    # Sentence 1: william, conquered, england, 1066 — all in source 1. Sentence 2: rollo, swore, fealty — all in
-    # source 2 ("swore" is not "swear": 2 of 3, still over half). Sentence 3: paris, capital, france: none.
-    answer = "William conquered England in 1066. Rollo swore fealty. Paris is the capital of France."
-    assert faithfulness(answer, sources) == pytest.approx(2 / 3)
-    assert faithfulness("William conquered England in 1066.", sources) == 1.0
-    assert faithfulness("Paris is the capital of France.", sources) == 0.0
-    assert faithfulness("Yes.", []) == 0.0
-    assert faithfulness("", sources) is None  # no sentence with content words to judge
+def test_each_reference_passage_of_a_question_gets_its_own_rank():
+    question = Question(0, "Who were the Normans and what did they conquer?", passages=(ROLLO, HASTINGS, NAME))
+    assert retrieval_ranks(question, hits(HASTINGS, TURING, ROLLO)) == (1, [3, 1, None])
+    assert retrieval_ranks(question, hits(TURING, TURING)) == (None, [None, None, None])
+    # An answer string found earlier than any passage is where the question is first hit.
+    both = Question(1, "Where is Normandy?", ("France",), (HASTINGS,))
+    assert retrieval_ranks(both, hits(NAME, HASTINGS)) == (1, [2])
 
 
-def test_summary_is_recall_at_k_and_mean_reciprocal_rank():
+def test_summary_is_hit_at_k_and_mean_reciprocal_rank_and_the_answer_scores():
     results = [
-        {"rank": 1},
-        {"rank": 3},
-        {"rank": None},
-        {"rank": 2, "faithfulness": 0.5},
-        {"rank": 1, "faithfulness": 1.0},
+        {"rank": 1, "gold_ranks": [1]},
+        {"rank": 3, "gold_ranks": [3]},
+        {"rank": None, "gold_ranks": [None]},
+        {"rank": 2, "gold_ranks": [2], "faithfulness": 0.5, "exact": 0.0, "f1": 0.4},
+        {"rank": 1, "gold_ranks": [1], "faithfulness": 1.0, "exact": 1.0, "f1": 1.0},
+        {"rank": 1, "gold_ranks": [1], "faithfulness": None},  # answered from a passage: no SQuAD scores
+    ]
+    summary = summarize(results, [1, 3])
+    assert list(summary) == ["hit@1", "hit@3", "mrr", "exact", "f1", "faithfulness"]  # one gold item each: no recall
+    assert summary == pytest.approx(
+        {
+            "hit@1": 3 / 6,
+            "hit@3": 5 / 6,
+            "mrr": (1 + 1 / 3 + 0 + 1 / 2 + 1 + 1) / 6,
+            "exact": 0.5,
+            "f1": 0.7,
+            "faithfulness": 0.75,
+        }
+    )
+
+
+def test_recall_at_k_is_the_share_of_each_questions_passages_found():
+    results = [
+        {"rank": 1, "gold_ranks": [1, 4, None, 2]},  # top 1: 1 of 4; top 3: 2 of 4
+        {"rank": 2, "gold_ranks": [2]},
     ]
     summary = summarize(results, [1, 3])
     assert summary == pytest.approx(
-        {"recall@1": 2 / 5, "recall@3": 4 / 5, "mrr": (1 + 1 / 3 + 0 + 1 / 2 + 1) / 5, "faithfulness": 0.75}
+        {
+            "hit@1": 1 / 2,
+            "hit@3": 1.0,
+            "recall@1": (1 / 4 + 0) / 2,
+            "recall@3": (2 / 4 + 1) / 2,
+            "mrr": (1 + 1 / 2) / 2,
+        }
     )
 
 
@@ -94,15 +112,24 @@ def test_read_questions_accepts_answers_answer_or_passage_and_names_bad_lines(tm
         + "\n",
         encoding="utf-8",
     )
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"question": "Who were the Normans?", "passages": [ROLLO, HASTINGS]}) + "\n")
+        squad = {"text": ["Rollo", "Rollo"], "answer_start": [0, 0]}  # Hugging Face `squad` rows
+        handle.write(json.dumps({"question": "Who led them?", "answers": squad, "context": ROLLO}) + "\n")
     questions = read_questions(path)
-    assert [(q.index, q.answers, q.passage) for q in questions] == [
-        (0, ("France",), None),
-        (1, ("a Viking leader",), None),
-        (2, (), NAME),
+    assert [(q.index, q.answers, q.passages) for q in questions] == [
+        (0, ("France",), ()),
+        (1, ("a Viking leader",), ()),
+        (2, (), (NAME,)),
+        (3, (), (ROLLO, HASTINGS)),
+        (4, ("Rollo", "Rollo"), (ROLLO,)),
     ]
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps({"question": "Unanswerable?", "answers": []}) + "\n")
-    with pytest.raises(QAError, match=f"{path}:4"):
+    with pytest.raises(QAError, match=f"{path}:6"):
+        read_questions(path)
+    path.write_text(json.dumps({"question": "Who?", "answers": [1066]}) + "\n", encoding="utf-8")
+    with pytest.raises(QAError, match=f"{path}:1: 'answers' must be a text or a list of texts"):
         read_questions(path)
     with pytest.raises(QAError, match="no such file"):
         read_questions(tmp_path / "missing.jsonl")
@@ -138,7 +165,8 @@ def test_evaluate_writes_one_result_per_question_and_resumes(squad_kb, tmp_path)
     results = sorted(read_jsonl(results_path), key=lambda r: r["index"])
     assert [r["index"] for r in results] == list(range(len(questions))) and len(questions) >= 15
     summary = summarize(results, [1, 5])
-    assert summary["recall@5"] >= 0.7 and 0 < summary["mrr"] <= summary["recall@5"]
+    assert summary["hit@5"] >= 0.7 and 0 < summary["mrr"] <= summary["hit@5"]
+    assert "recall@5" not in summary  # one gold item per question: it would only repeat hit@5
     for record in results:
         if record["rank"] is not None:
             question = questions[record["index"]]
@@ -174,3 +202,42 @@ def test_evaluate_with_an_answerer_scores_faithfulness(squad_kb, tmp_path):
     results = list(read_jsonl(tmp_path / "results.jsonl"))
     assert len(asked) == 3 and all(r["faithfulness"] == 1.0 for r in results)
     assert all(r["answer"] for r in results)
+    for row, question in zip(results, questions):  # a whole sentence is no exact match, and its F1 is partial
+        assert {"exact": row["exact"], "f1": row["f1"]} == squad_scores(row["answer"], question.answers)
+        assert row["exact"] == 0.0 and 0.0 <= row["f1"] < 1.0
+
+
+def test_answers_are_scored_against_the_gold_answers_as_squad_scores_them(squad_kb, tmp_path):
+    kb, questions = squad_kb
+    gold = {q.question: q.answers[-1] for q in questions}
+
+    def reader(messages):
+        """Answers with a gold answer and a citation, as a good reader model would."""
+        return f"{gold[messages[-1]['content'].rsplit('Question: ', 1)[1]]} [1]."
+
+    result = evaluate(kb, questions[:4], EvalRun(tmp_path, SETTINGS), answerer=reader)
+    assert result.report.summary["exact"] == result.report.summary["f1"] == {"squad": 1.0}
+    scores = json.loads((tmp_path / "scores.json").read_text(encoding="utf-8"))["summary"]
+    assert list(scores) == ["hit@1", "hit@3", "hit@5", "mrr", "exact", "f1", "faithfulness"]
+    assert "| exact | 1.000 |" in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
+def test_questions_with_several_passages_get_recall_at_k(squad_kb, tmp_path):
+    kb, _ = squad_kb
+    normans, complexity = (a["paragraphs"] for a in json.loads(SQUAD.read_text(encoding="utf-8"))["data"])
+    passages = (normans[0]["context"], normans[1]["context"], complexity[0]["context"])  # the last is not indexed
+    asked = "Who was Rollo, and what impact did the Norman dynasty have on medieval Europe?"
+    questions = [
+        Question(0, asked, passages=passages),
+        Question(1, "When did the Normans first gain a separate identity?", ("10th century",)),
+    ]
+    result = evaluate(kb, questions, EvalRun(tmp_path, SETTINGS), k=5)
+    rows = sorted(read_jsonl(tmp_path / "results.jsonl"), key=lambda r: r["index"])
+    ranks, (hit,) = rows[0]["gold_ranks"], rows[1]["gold_ranks"]
+    assert None not in ranks[:2] and max(ranks[:2]) <= 5 and ranks[2] is None and rows[0]["rank"] == min(ranks[:2])
+    summary = {metric: means["squad"] for metric, means in result.report.summary.items()}
+    assert list(summary) == ["hit@1", "hit@3", "hit@5", "recall@1", "recall@3", "recall@5", "mrr"]
+    found = float(hit is not None and hit <= 5)
+    assert summary["hit@5"] == (1 + found) / 2 and summary["recall@5"] == pytest.approx((2 / 3 + found) / 2)
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "| recall@5 |" in report and "| hit@5 |" in report

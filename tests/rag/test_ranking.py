@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llmkit.errors import InvalidRequestError
 from llmkit.rag.keywords import keyword_terms
 from llmkit.rag.knowledge_base import KnowledgeBase
 from llmkit.rag.ranking import maximal_marginal_relevance, reciprocal_rank_fusion
@@ -86,6 +87,19 @@ def test_hybrid_search_is_the_rank_fusion_of_vector_and_keyword_lists(kb, query)
     hits = kb.search(query, k=5, mode="hybrid")
     assert [hit.score for hit in hits] == pytest.approx(sorted(scores.values(), reverse=True)[:5])
     assert [hit.chunk.id for hit in hits][:2] == sorted(scores, key=lambda i: -scores[i])[:2]
+
+
+@pytest.mark.parametrize("fetch_k", [3, 6])
+def test_fetch_k_is_how_many_candidates_each_list_gives_the_fusion(kb, fetch_k):
+    query = "Norse raiders who swore fealty to the king"
+    vector = [i for i, _ in kb.store.vector_search(kb.embedder.embed([query])[0], fetch_k, Filters())]
+    keyword = [i for i, _ in kb.store.keyword_search(keyword_terms(query), fetch_k, Filters())]
+    fused = reciprocal_rank_fusion([vector, keyword])
+    hits = kb.search(query, k=3, mode="hybrid", candidates=fetch_k)
+    assert [hit.chunk.id for hit in hits] == [i for i, _ in fused[:3]]
+    assert [hit.score for hit in hits] == pytest.approx([score for _, score in fused[:3]])
+    with pytest.raises(InvalidRequestError, match="fetch_k .* 2 is fewer than the 3 results"):
+        kb.search(query, k=3, candidates=2)
 
 
 def test_the_document_top_in_both_lists_comes_first(kb):

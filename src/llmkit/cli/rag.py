@@ -47,6 +47,14 @@ SEARCH_OPTIONS: OptionGroup = {
         Optional[str],
         typer.Option(None, "--rerank", help="A sentence-transformers cross-encoder to rerank with."),
     ),
+    "candidates": (
+        Optional[int],
+        typer.Option(
+            None, "--fetch-k", "--candidates", min=1,
+            help="Candidates each retriever gives before fusion, reranking and MMR (LangChain's fetch_k) "
+            "\\[default: 4 × k].",
+        ),
+    ),
 }
 
 
@@ -56,17 +64,19 @@ def index(
     kb: str = KB,
     store: Optional[str] = STORE,
     embedding_model: Optional[str] = typer.Option(
-        None, "--embedding-model", help="sentence-transformers model [default: all-minilm-l6-v2; fixed once created]."
+        None, "--embedding-model", help="sentence-transformers model \\[default: all-minilm-l6-v2; fixed once created]."
     ),
     embedding_url: Optional[str] = typer.Option(
         None, "--embedding-url", help="Embed through this OpenAI-compatible server's /v1/embeddings instead."
     ),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", help="Key for --embedding-url."),
     chunk_tokens: Optional[int] = typer.Option(
-        None, "--chunk-tokens", help="Chunk size in tokens [default: 512, or the embedding model's window if smaller]."
+        None, "--chunk-tokens", "--chunk-size",
+        help="Chunk size in tokens (LangChain's chunk_size, counted in tokens) "
+        "\\[default: 512, or the embedding model's window if smaller].",
     ),
     overlap: Optional[int] = typer.Option(
-        None, "--overlap", help="Tokens shared by neighbouring chunks [default: 64]."
+        None, "--overlap", "--chunk-overlap", help="Tokens shared by neighbouring chunks \\[default: 64]."
     ),
     text_field: str = typer.Option(
         "text", "--text-field", help="The text field of .json/.jsonl records and .csv rows."
@@ -156,7 +166,7 @@ def ask(
     store: Optional[str] = STORE,
     k: int = typer.Option(4, "--k", "-k", min=1, help="Chunks given to the model."),
     min_similarity: Optional[float] = typer.Option(
-        None, "--min-similarity", help="Chunks less similar (cosine) are not used [default: 0.25]."
+        None, "--min-similarity", help="Chunks less similar (cosine) are not used \\[default: 0.25]."
     ),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", min=1, help="Most tokens in the answer."),
     model_options: dict[str, Any] = None,
@@ -189,39 +199,56 @@ def ask(
 
 @app.command("eval")
 @add_options(MODEL_OPTIONS, into="model_options")
+@add_options(SEARCH_OPTIONS, into="search_options")
 def evaluate(
-    qa: Path = typer.Option(..., "--qa", help="JSONL: question + answers (or answer, or a reference passage)."),
+    qa: Path = typer.Option(..., "--qa", help="JSONL: question + answers (or answer) and/or reference passages."),
     kb: str = KB,
     store: Optional[str] = STORE,
     k: int = typer.Option(5, "--k", "-k", min=1, help="Chunks retrieved per question."),
-    mode: str = MODE,
-    answer: bool = typer.Option(False, "--answer", help="Also answer each question and score faithfulness."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="A chat model that judges faithfulness (yes/no)."),
+    answer: bool = typer.Option(
+        False, "--answer", help="Also answer each question: SQuAD exact match and F1, and faithfulness."
+    ),
+    judge: Optional[str] = typer.Option(
+        None, "--judge", help="A chat model that checks each claim of the answers against the chunks (with --answer)."
+    ),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", min=1, help="Most tokens in each answer."),
     out: Path = typer.Option(Path("eval/rag"), "--out", "-o", help="Output folder; a re-run of the same run resumes."),
     model_options: dict[str, Any] = None,
+    search_options: dict[str, Any] = None,
 ) -> None:
-    """Retrieval recall@k and MRR on a question set, and (with --answer) the answers' faithfulness."""
+    """Retrieval hit@k, recall@k and MRR on a question set, and (with --answer) the answers' scores."""
     from llmkit.cli.model_loading import build_llm
+    from llmkit.errors import InvalidRequestError
     from llmkit.eval.runs import EvalRun
     from llmkit.rag import evaluate as rag_eval
+    from llmkit.rag.knowledge_base import check_search_settings
 
+    if judge and not answer:
+        raise InvalidRequestError("--judge scores the answers' faithfulness: add --answer")
+    check_search_settings(k, search_options["mode"], search_options["mmr"], search_options["candidates"])
     questions = rag_eval.read_questions(qa)
     knowledge_base = _open(kb, store)
     answerer = judge_fn = None
     if answer:
         llm = build_llm(model_options, max_batch_size=1)
-        answerer = lambda messages: "".join(llm.stream_chat(messages, max_new_tokens=128, temperature=0))  # noqa: E731
+        answerer = lambda messages: "".join(  # noqa: E731
+            llm.stream_chat(messages, max_new_tokens=max_new_tokens, temperature=0)
+        )
     if judge:
-        judge_llm = build_llm({**model_options, "model": judge, "adapter": None}, max_batch_size=1)
-        judge_fn = lambda messages: "".join(judge_llm.stream_chat(messages, max_new_tokens=4, temperature=0))  # noqa: E731
+        judge_options = {**model_options, "model": judge, "adapter": None, "chat_template": None}
+        judge_llm = build_llm(judge_options, max_batch_size=1)
+        judge_fn = lambda messages: "".join(  # noqa: E731
+            judge_llm.stream_chat(messages, max_new_tokens=4, temperature=0)
+        )
     settings = dict(
         kb=kb,
         store=knowledge_base.store.location,
         qa=str(qa.resolve()),
         k=k,
-        mode=mode,
+        **{name: _setting(value) for name, value in search_options.items()},
         answer=answer,
         model=model_options["model"] if answer else None,
+        max_new_tokens=max_new_tokens if answer else None,
         judge=judge,
     )
     run = EvalRun(out, settings)  # refuses a folder holding another run's results before any work
@@ -239,11 +266,12 @@ def evaluate(
             questions,
             run,
             k=k,
-            mode=mode,
             answerer=answerer,
             judge=judge_fn,
             progress=lambda done, total: bar.update(task, completed=done),
+            **_search_arguments(search_options),
         )
+    mode = search_options["mode"]
     table = Table("metric", "value", title=f"{kb}: {len(questions)} questions, {mode} search")
     for name, means in result.report.summary.items():
         table.add_row(name, f"{means[kb]:.3f}")
@@ -272,19 +300,27 @@ def _open(kb: str, store: str | None) -> KnowledgeBase:
 
 def _search(knowledge_base: KnowledgeBase, query: str, k: int, options: dict[str, Any]) -> list[Hit]:
     """`query` searched with the `SEARCH_OPTIONS` values."""
+    return knowledge_base.search(query, k=k, **_search_arguments(options))
+
+
+def _search_arguments(options: dict[str, Any]) -> dict[str, Any]:
+    """The `SEARCH_OPTIONS` values as `KnowledgeBase.search` takes them: dates as filters, the reranker loaded."""
     from llmkit.rag.ranking import CrossEncoderReranker
     from llmkit.rag.store import Filters
 
     after, before = (options[key] and options[key].date().isoformat() for key in ("after", "before"))
-    reranker = CrossEncoderReranker(options["rerank"]) if options["rerank"] else None
-    return knowledge_base.search(
-        query,
-        k=k,
+    return dict(
         mode=options["mode"],
         filters=Filters(tuple(options["sources"] or ()), after, before),
         mmr=options["mmr"],
-        reranker=reranker,
+        reranker=CrossEncoderReranker(options["rerank"]) if options["rerank"] else None,
+        candidates=options["candidates"],
     )
+
+
+def _setting(value: Any) -> Any:
+    """A search option as run.json records it (dates as text)."""
+    return value.date().isoformat() if isinstance(value, dt.datetime) else value
 
 
 def _label(hit: Hit) -> str:

@@ -22,6 +22,7 @@ SYSTEM_PROMPT = (
     f"{NOT_FOUND}"
 )
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_CITATION_MARKER = re.compile(r"\s*" + _CITATION.pattern)  # with the space before it
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？\n])\s*")
 MIN_SUPPORT = 0.5  # share of a sentence's content words a source must contain to be credited with it
 
@@ -55,12 +56,18 @@ def cited_numbers(answer: str, count: int) -> list[int]:
     return list(dict.fromkeys(n for n in numbers if 1 <= n <= count))
 
 
+def answer_sentences(answer: str) -> list[str]:
+    """The answer's sentences, citation markers ([1], [2, 3]) removed: the claims it makes."""
+    sentences = _SENTENCE_END.split(_CITATION_MARKER.sub("", answer))
+    return [" ".join(sentence.split()) for sentence in sentences if sentence.strip()]
+
+
 def sentence_support(answer: str, hits: Sequence[Hit], min_support: float = MIN_SUPPORT) -> list[int | None]:
     """For each sentence of the answer with content words: the number of the source containing most of them,
     if at least `min_support` of them, else None (a claim the sources do not back by their words)."""
     sources = [set(keyword_terms(hit.chunk.text)) for hit in hits]
     support = []
-    for sentence in _SENTENCE_END.split(answer):
+    for sentence in answer_sentences(answer):
         words = set(keyword_terms(sentence))
         if not words:
             continue

@@ -26,7 +26,12 @@ def keyword_text(text: str) -> str:
     return _CJK_RUN.sub(lambda run: " " + " ".join(segment(run.group())) + " ", text)
 
 
+def words(text: str) -> list[str]:
+    """The words of `text` as written (case kept), its Chinese runs cut into words as `keyword_text` cuts them."""
+    return _WORD.findall(keyword_text(text))
+
+
 def keyword_terms(query: str) -> list[str]:
     """The distinct lower-cased words of a query, stop words left out, in the order they appear."""
-    terms = dict.fromkeys(word.lower() for word in _WORD.findall(keyword_text(query)))
+    terms = dict.fromkeys(word.lower() for word in words(query))
     return [term for term in terms if term not in STOPWORDS]

@@ -181,12 +181,12 @@ class KnowledgeBase:
     ) -> list[Hit]:
         """The `k` best chunks for `query`.
 
-        Each mode first takes `candidates` (default 4k) from its retriever(s); hybrid fuses the vector and
-        keyword lists by reciprocal rank. The reranker then reorders them, and `mmr` (a weight in [0, 1],
-        1 = relevance only) picks `k` that are relevant yet unlike each other.
+        Each mode first takes `candidates` (LangChain's `fetch_k`; default 4k, at least k) from its retriever(s);
+        hybrid fuses the vector and keyword lists by reciprocal rank. The reranker then reorders them, and `mmr`
+        (a weight in [0, 1], 1 = relevance only) picks `k` that are relevant yet unlike each other.
         """
-        _check_search(query, k, mode, mmr)
-        pool = max(candidates or 4 * k, k)
+        _check_search(query, k, mode, mmr, candidates)
+        pool = candidates or 4 * k
         vector = self.embedder.embed([query])[0]
         rankings = []
         if mode in ("vector", "hybrid"):
@@ -223,12 +223,21 @@ def _check_unchanged(name: str, what: str, asked: int | None, recorded: int) -> 
         )
 
 
-def _check_search(query: str, k: int, mode: str, mmr: float | None) -> None:
+def _check_search(query: str, k: int, mode: str, mmr: float | None, candidates: int | None) -> None:
     if not isinstance(query, str) or not query.strip():
         raise InvalidRequestError("the query is empty: ask something")
+    check_search_settings(k, mode, mmr, candidates)
+
+
+def check_search_settings(k: int, mode: str, mmr: float | None = None, candidates: int | None = None) -> None:
+    """Refuse search settings that cannot work (before a long run that would search with them)."""
     if k < 1:
         raise InvalidRequestError(f"k must be at least 1 (got {k})")
     if mode not in SEARCH_MODES:
         raise InvalidRequestError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
     if mmr is not None and not 0.0 <= mmr <= 1.0:
         raise InvalidRequestError(f"mmr must be between 0 and 1 (got {mmr})")
+    if candidates is not None and candidates < k:
+        raise InvalidRequestError(
+            f"fetch_k (candidates) {candidates} is fewer than the {k} results asked for: give at least k"
+        )
