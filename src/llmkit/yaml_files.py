@@ -1,17 +1,18 @@
 """Read the YAML files users write (training configs, generation specs, pipelines, safety policies) with one-line
-errors: `ConfigSection` refuses unknown keys naming the allowed ones, `describe` turns pydantic's errors into one
-line that names each bad key, and `load_yaml_model` does both for a whole file."""
+errors: `ConfigSection` refuses unknown keys naming the allowed ones (or where to find them), and `load_yaml_model`
+validates a whole file, naming each bad key (`llmkit.validation.describe`)."""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from llmkit.errors import LLMKitError
+from llmkit.validation import describe
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -20,6 +21,8 @@ class ConfigSection(BaseModel):
     """A section of a user's YAML file: unknown keys are errors naming the allowed keys (and the likely one meant)."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    # Where the keys are listed, for sections with too many to name in one line (else they are named).
+    keys_listed_by: ClassVar[str | None] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -29,7 +32,8 @@ class ConfigSection(BaseModel):
                 if key not in cls.model_fields:
                     close = difflib.get_close_matches(str(key), cls.model_fields, n=1)
                     hint = f"did you mean {close[0]!r}? " if close else ""
-                    raise ValueError(f"unknown key {key!r} ({hint}allowed: {', '.join(cls.model_fields)})")
+                    listed = f"see {cls.keys_listed_by}" if cls.keys_listed_by else f"allowed: {', '.join(cls.model_fields)}"
+                    raise ValueError(f"unknown key {key!r} ({hint}{listed})")
         return values
 
 
@@ -59,23 +63,7 @@ def load_yaml_model(path: str | Path, model: type[Model], kind: str, error: type
     try:
         return model.model_validate(values, context={"base_dir": path.parent})
     except ValidationError as problem:
-        raise error(f"invalid {kind} {path}: {describe(problem)}") from None
-
-
-def describe(error: ValidationError) -> str:
-    """Pydantic's errors as one line, each naming its key: `tasks[1].postprocess[0]: unknown post-processor …`."""
-    problems = []
-    for item in error.errors():
-        key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]).lstrip(".")
-        if item["type"] == "value_error":
-            problem = str(item["ctx"]["error"])
-        elif item["type"] == "missing":
-            problem = "required"
-        else:
-            got = repr(item.get("input"))
-            problem = f"{item['msg']} (got {got if len(got) <= 60 else got[:57] + '...'})"
-        problems.append(f"{key}: {problem}" if key else problem)
-    return "; ".join(problems)
+        raise error(f"invalid {kind} {path}: {describe(problem.errors())}") from None
 
 
 def _one_line(problem: yaml.YAMLError) -> str:

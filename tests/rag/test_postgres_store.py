@@ -18,7 +18,8 @@ import pytest
 from llmkit.rag.chunking import Chunk
 from llmkit.rag.documents import Document, Section
 from llmkit.rag.keywords import keyword_terms
-from llmkit.rag.store import Filters, KnowledgeBaseError, KnowledgeBaseNotFound, open_store
+from llmkit.rag.store import Filters, KnowledgeBaseError, KnowledgeBaseNotFound
+from llmkit.rag.stores import open_store
 
 pytest.importorskip("psycopg", reason="PostgresStore needs psycopg: pip install 'psycopg[binary]'")
 from llmkit.rag.postgres_store import PostgresStore  # after the skip, as it imports psycopg

@@ -282,7 +282,7 @@ def evaluate(
 @app.command("delete")
 def delete(kb: str = KB, store: Optional[str] = STORE) -> None:
     """Delete a knowledge base and everything in it."""
-    from llmkit.rag.store import open_store
+    from llmkit.rag.stores import open_store
 
     target = open_store(kb, store)
     location = target.location

@@ -35,6 +35,7 @@ from llmkit.datagen.fields import (
     resolve_spec_path,
 )
 from llmkit.errors import LLMKitError
+from llmkit.validation import key_path, problem
 from llmkit.yaml_files import read_yaml_mapping
 
 
@@ -189,26 +190,22 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> G
 
 
 def describe(error: ValidationError) -> str:
-    """Pydantic's errors as one line, each naming its key: `prompt.tmplate: unknown key (allowed: …)`."""
+    """Pydantic's errors as one line, each naming its key (`prompt.tmplate: unknown key (allowed: …)`): the shared
+    wording, plus the allowed keys of each section and the field types."""
     problems = []
     for item in error.errors():
         loc = tuple(item["loc"])
         if len(loc) >= 3 and loc[0] == "fields":
             loc = loc[:2] + loc[3:]  # drop the field type pydantic adds to the path: fields.NAME.TYPE.key
-        key = ".".join(str(part) for part in loc) or "spec"
-        ctx = item.get("ctx", {})
-        if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(tuple(item["loc"])[:-1])
-            problems.append(f"{key}: unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
-        elif item["type"] == "missing":
-            problems.append(f"{key}: required")
-        elif item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        key = key_path(loc) or "spec"
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            ctx = item.get("ctx", {})
             got = f"got {ctx['tag']!r}" if "tag" in ctx else "missing"
             problems.append(f"{key}.type: must be one of {', '.join(FIELD_TYPES)} ({got})")
-        elif item["type"] == "value_error":
-            problems.append(f"{key}: {ctx['error']}")
-        else:
-            problems.append(f"{key}: {item['msg']} (got {_short(item.get('input'))})")
+            continue
+        allowed = _allowed_keys(tuple(item["loc"])[:-1]) if item["type"] == "extra_forbidden" else []
+        unknown = f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
+        problems.append(f"{key}: {problem(item, unknown)}")
     return "; ".join(problems)
 
 
@@ -218,7 +215,3 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     model = FIELD_TYPES.get(parent[-1]) if parent[:1] == ("fields",) else sections.get(parent)
     return [field.alias or name for name, field in model.model_fields.items()] if model else []
 
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

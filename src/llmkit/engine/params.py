@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmkit.errors import InvalidRequestError
+from llmkit.validation import describe
 
 
 class ResponseFormat(BaseModel):
@@ -68,6 +69,7 @@ class SamplingParams(BaseModel):
     early_stopping: bool | Literal["never"] = Field(False, description="Beam stopping rule, as in transformers.")
     num_return_sequences: int = Field(1, ge=1, description="Sequences returned per prompt.")
     stop: list[str] = Field(default_factory=list, description="Stop strings; the stop string is not returned.")
+    include_stop_str_in_output: bool = Field(False, description="Return the stop string that ended the text (vLLM).")
     stop_token_ids: list[TokenId] = Field(default_factory=list, description="Extra token ids that end generation.")
     logit_bias: dict[TokenId, Annotated[float, Field(ge=-MAX_LOGIT_BIAS, le=MAX_LOGIT_BIAS)]] = Field(
         default_factory=dict, description="Token id -> bias added to its logit before any other processor (OpenAI)."
@@ -140,18 +142,5 @@ class SamplingParams(BaseModel):
         try:
             return cls(**kwargs)
         except ValidationError as exc:
-            raise InvalidRequestError(describe_validation_error(exc)) from None
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem, each naming the parameter, e.g. `top_p: must be <= 1 (got 1.5)`."""
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "request"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown parameter")
-            continue
-        message = err["msg"].removeprefix("Value error, ")
-        got = f" (got {err['input']!r})" if where != "request" else ""
-        lines.append(f"{where}: {message}{got}")
-    return "invalid sampling parameters: " + "; ".join(lines)
+            message = describe(exc.errors(), unknown="unknown parameter")
+            raise InvalidRequestError(f"invalid sampling parameters: {message}") from None

@@ -24,7 +24,8 @@ from llmkit.rag.documents import DocumentError, file_sha256, find_files, read_do
 from llmkit.rag.embedding import EmbeddingError, TextEmbedder, load_embedder
 from llmkit.rag.keywords import keyword_terms
 from llmkit.rag.ranking import CrossEncoderReranker, maximal_marginal_relevance, reciprocal_rank_fusion
-from llmkit.rag.store import Filters, Store, StoredChunk, open_store
+from llmkit.rag.store import Filters, Store, StoredChunk
+from llmkit.rag.stores import open_store
 
 SearchMode = Literal["vector", "keyword", "hybrid"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("vector", "keyword", "hybrid")

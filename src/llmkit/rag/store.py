@@ -1,4 +1,5 @@
-"""Where a knowledge base lives: the records both stores keep, the interface they share, and how a name is opened.
+"""What a knowledge base's store is: the records both stores keep and the interface they share (`rag/stores.py`
+opens one by name).
 
 A store keeps documents (path, title, content hash, date), their chunks (text, page, heading, vector) and
 the knowledge base's settings (embedding model, dimension, chunk sizes). Two stores implement it:
@@ -146,19 +147,6 @@ def not_found(kb: str, available: list[str], store_option: str = "") -> Knowledg
 def default_store_dir() -> Path:
     """Where knowledge bases live unless `--store` says otherwise: `$LLMKIT_HOME/rag`."""
     return home() / "rag"
-
-
-def open_store(kb: str, location: str | Path | None = None, *, create: bool = False) -> Store:
-    """The store of knowledge base `kb` in `location` (a folder, or a PostgreSQL URL); `create` makes a new one."""
-    check_kb_name(kb)
-    location = str(location) if location else str(default_store_dir())
-    if location.startswith(POSTGRES_SCHEMES):
-        from llmkit.rag.postgres_store import PostgresStore
-
-        return PostgresStore(location, kb, create=create)
-    from llmkit.rag.sqlite_store import SQLiteStore
-
-    return SQLiteStore(Path(location).expanduser() / f"{kb}.sqlite", create=create)
 
 
 def filter_sql(filters: Filters, regex_operator: str, placeholder: str) -> tuple[str, list[str]]:

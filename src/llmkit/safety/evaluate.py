@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmkit.errors import LLMKitError
 from llmkit.safety.policy import SafetyPolicy
 from llmkit.train.readers import DatasetError, read_rows
-from llmkit.yaml_files import describe
+from llmkit.validation import describe
 
 NO_CATEGORY = "(none)"
 
@@ -96,7 +96,7 @@ def read_prompts(path: str | Path) -> list[PromptRecord]:
             try:
                 records.append(PromptRecord.model_validate(row.data))
             except ValidationError as error:
-                raise SafetyEvalError(f"{path}, {row.location}: {describe(error)}") from None
+                raise SafetyEvalError(f"{path}, {row.location}: {describe(error.errors())}") from None
     except DatasetError as error:
         raise SafetyEvalError(str(error)) from None
     if not records:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from llmkit.errors import InvalidRequestError, LLMKitError
 from llmkit.serve.protocol import ErrorInfo, ErrorResponse
+from llmkit.validation import problem
 
 logger = logging.getLogger("llmkit.serve")
 
@@ -87,8 +88,7 @@ def describe_request_errors(error: RequestValidationError) -> tuple[str, str | N
         if err.get("type") == "extra_forbidden":
             lines.append(f"unrecognized request argument supplied: {field} (not supported here: leave it out)")
             continue
-        got = f" (got {err['input']!r})" if "input" in err and err.get("type") != "missing" else ""
-        lines.append(f"{field or 'body'}: {err['msg']}{got}"[:300])
+        lines.append(f"{field or 'body'}: {problem(err)}"[:300])
     unique = list(dict.fromkeys(lines))
     return "invalid request: " + "; ".join(unique[:5]), params[0] if params else None
 

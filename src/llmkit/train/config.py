@@ -11,23 +11,25 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import UnionType
-from typing import Literal, Union, get_args, get_origin
+from typing import ClassVar, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmkit.errors import LLMKitError
-from llmkit.yaml_files import read_yaml_mapping
+from llmkit.validation import describe
+from llmkit.yaml_files import ConfigSection, read_yaml_mapping
 
 
 class ConfigError(LLMKitError):
     """A training config that cannot run: unknown key, wrong type or value, unreadable file."""
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(ConfigSection):
     """Everything one `llmkit train` run needs; LLaMA-Factory users will recognise the names."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    keys_listed_by: ClassVar[str] = "`llmkit train --help-config`"
 
     # ---- what to train ----
     stage: Literal["sft", "pt", "rm", "dpo"] = Field("sft", description="sft, pt (continued pre-training), rm or dpo.")
@@ -145,18 +147,4 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     try:
         return TrainConfig.model_validate(values)
     except ValidationError as error:
-        raise ConfigError(_describe(error)) from None
-
-
-def _describe(error: ValidationError) -> str:
-    """Pydantic's errors as one line per key: 'key: what is wrong (allowed values)'."""
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "config"
-        if item["type"] == "extra_forbidden":
-            lines.append(f"{key}: not a training option (see `llmkit train --help-config`)")
-        elif item["type"] == "value_error":
-            lines.append(f"{key}: {item['ctx']['error']}" if item["loc"] else str(item["ctx"]["error"]))
-        else:
-            lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
-    return "invalid training config: " + "; ".join(lines)
+        raise ConfigError(f"invalid training config: {describe(error.errors())}") from None
