@@ -375,7 +375,7 @@ def test_beam_search_refuses_logprobs_rather_than_returning_none() -> None:
 
 def unchecked(engine: Engine, prompt: list[int], params: SamplingParams) -> str:
     """Queue a request past `check_request`, as a bug in a check would let it through."""
-    from llmkit.engine.sequence import Request
+    from llmkit.engine.request import Request
 
     request_id = f"unchecked-{len(engine.waiting)}"
     engine.waiting.append(Request.create(request_id, prompt, params, engine.tokenizer, engine.eos_ids, None))

@@ -98,3 +98,11 @@ def test_random_chunkings_emit_exactly_the_truncated_text(seed: int) -> None:
     emitted, stopped = stream(StopStrings(stop_list), chunks)
     assert emitted == truncated(text, stop_list)
     assert stopped == any(s in text for s in stop_list)
+
+
+def test_kept_stop_strings_end_the_text_after_the_first_to_complete() -> None:
+    assert StopStrings(["world", "lo w", "lo"]).cut("hello world", 0) == 3
+    kept = StopStrings(["world", "lo w", "lo"], keep=True)
+    assert kept.cut("hello world", 0) == 5  # "lo" completed before "lo w"
+    assert StopStrings(["结束了"], keep=True).cut("say 结束了吗", 2) == len("say 结束了")
+    assert kept.cut("nothing here", 0) is None

@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from llmkit.errors import ChatTemplateError, InvalidRequestError
 from llmkit.models import load, render_chat, render_chat_text
+from llmkit.models.chat_template import load_chat_template
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 
@@ -58,3 +61,20 @@ def test_chat_template_file_is_used(gemma, tmp_path):
 def test_missing_template_file_is_a_chat_template_error(tmp_path):
     with pytest.raises(ChatTemplateError, match="nope.jinja"):
         load("default", device="cpu", chat_template=tmp_path / "nope.jinja")
+
+
+def test_a_chat_template_is_a_file_or_the_jinja_text_itself(tmp_path):
+    template = "{{ messages[0].content }}\n"
+    (tmp_path / "t.jinja").write_text(template)
+    assert load_chat_template(str(tmp_path / "t.jinja")) == load_chat_template(tmp_path / "t.jinja") == template
+    assert load_chat_template("{{ '你好' }}\\n") == "{{ '你好' }}\n"  # \n typed in a shell, read as vLLM reads it
+    with pytest.raises(ChatTemplateError, match="cannot read chat template missing.jinja: No such file"):
+        load_chat_template("missing.jinja")
+    with pytest.raises(ChatTemplateError, match="cannot read chat template"):
+        load_chat_template(Path("{{ missing }}"))  # a Path is always a file
+
+
+def test_continuing_the_final_message_leaves_it_open(smollm):
+    opening = [*MESSAGES, {"role": "assistant", "content": "2 + 2 is"}]
+    text = render_chat_text(smollm.tokenizer, opening, add_generation_prompt=False, continue_final_message=True)
+    assert text.endswith("<|im_start|>assistant\n2 + 2 is")

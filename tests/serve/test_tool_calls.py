@@ -14,15 +14,8 @@ import openai
 import pytest
 
 from llmkit.models import render_chat_text
-from llmkit.models.tool_calls import (
-    Answer,
-    ToolCall,
-    call_schema,
-    parse_hermes,
-    parse_json_answer,
-    template_has_tools,
-    tool_prompt,
-)
+from llmkit.models.tool_calls import call_schema, tool_prompt
+from llmkit.models.tool_parsers import HermesParser, template_has_tools
 
 MODEL_ID = "smollm2-135m"  # the id tests/serve/conftest.py serves
 WEATHER_PARAMETERS = {
@@ -108,34 +101,6 @@ def assert_valid_calls(message, names=tuple(PARAMETERS)) -> None:
 # ---- pure pieces --------------------------------------------------------------------------------
 
 
-def test_hermes_blocks_become_calls_and_the_rest_content():
-    text = (
-        'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京", "unit": "celsius"}}\n'
-        '</tool_call>\n<tool_call>{"name": "get_coordinates", "arguments": {"place": "Paris"}}</tool_call>'
-    )
-    assert parse_hermes(text) == Answer("Let me check.", [
-        ToolCall("get_weather", '{"city": "北京", "unit": "celsius"}'),
-        ToolCall("get_coordinates", '{"place": "Paris"}'),
-    ])
-
-
-def test_hermes_malformed_blocks_stay_content():
-    assert parse_hermes("Paris is sunny.") == Answer("Paris is sunny.")
-    broken = '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call> sorry'
-    assert parse_hermes(broken) == Answer(broken)
-    no_arguments = '<tool_call>{"name": "get_weather"}</tool_call>'
-    assert parse_hermes(no_arguments) == Answer(no_arguments)
-    unclosed = '<tool_call>{"name": "get_coordinates", "arguments": {"place": "Lyon"}}'
-    assert parse_hermes(unclosed) == Answer(None, [ToolCall("get_coordinates", '{"place": "Lyon"}')])
-
-
-def test_constrained_answers_parse_and_cut_off_ones_stay_content():
-    calls = '{"tool_calls": [{"name": "get_coordinates", "arguments": {"place": "上海"}}]}'
-    assert parse_json_answer(calls) == Answer(None, [ToolCall("get_coordinates", '{"place": "上海"}')])
-    assert parse_json_answer('{"content": "It is sunny."}') == Answer("It is sunny.")
-    assert parse_json_answer(calls[:30]) == Answer(calls[:30])
-
-
 def test_call_schema_follows_tool_choice():
     call = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}
     other = {"name": "get_coordinates", "arguments": {"place": "Paris"}}
@@ -169,7 +134,7 @@ def test_templates_without_tools_get_instructions_and_plain_history(smollm):
     assert not template_has_tools(smollm.tokenizer.chat_template) and template_has_tools(HERMES_TEMPLATE)
     messages = [{"role": "system", "content": "Be brief."}, *json.loads(json.dumps(PARIS_ROUND))]
     messages[2]["tool_calls"][0]["function"]["arguments"] = {"city": "Paris", "unit": "celsius"}
-    plan = tool_prompt(messages, TOOLS, "required", None, template_tools=False)
+    plan = tool_prompt(messages, TOOLS, "required", None, parser=None)
     assert plan.tools is None and plan.schema == call_schema(TOOLS, "required", parallel=False)
     system = plan.messages[0]["content"]
     assert system.startswith("Be brief.") and "get_coordinates" in system and '"enum": ["celsius"' in system
@@ -178,7 +143,7 @@ def test_templates_without_tools_get_instructions_and_plain_history(smollm):
     }
     result = "Result of get_weather (call call_1): " + messages[3]["content"]
     assert plan.messages[3] == {"role": "user", "content": result}
-    without_tools = tool_prompt(messages, TOOLS, "none", None, template_tools=False)
+    without_tools = tool_prompt(messages, TOOLS, "none", None, parser=None)
     assert without_tools.schema is None and without_tools.messages[0] == {"role": "system", "content": "Be brief."}
     assert without_tools.messages[1:] == plan.messages[1:]
 
@@ -190,13 +155,15 @@ def test_templates_with_tools_render_schemas_and_history_themselves(smollm):
     messages = json.loads(json.dumps(PARIS_ROUND))
     messages[1]["content"] = ""
     messages[1]["tool_calls"][0]["function"]["arguments"] = {"city": "Paris", "unit": "celsius"}
-    plan = tool_prompt(messages, TOOLS, None, None, template_tools=True)
+    plan = tool_prompt(messages, TOOLS, None, None, parser=HermesParser())
     assert plan.tools == TOOLS and plan.schema is None and plan.parallel  # "auto": the model writes blocks freely
+    assert isinstance(plan.reader, HermesParser)
     text = render_chat_text(tokenizer, plan.messages, tools=plan.tools)
     assert '"name": "get_coordinates"' in text
     assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}</tool_call>' in text
     assert '<tool_response>{"temperature": 21, "sky": "sunny"}</tool_response>' in text
-    assert tool_prompt(messages, TOOLS, "required", None, True).schema == call_schema(TOOLS, "required", False)
+    required = tool_prompt(messages, TOOLS, "required", None, HermesParser())
+    assert required.schema == call_schema(TOOLS, "required", False)
 
 
 # ---- the live server, default model (JSON-constrained calls) -----------------------------------
@@ -260,12 +227,18 @@ def test_stream_delivers_calls_as_tool_call_deltas(client):
     for chunk in chunks:
         for choice in chunk.choices:
             for delta in choice.delta.tool_calls or []:
-                call = calls.setdefault((choice.index, delta.index), {"id": "", "name": "", "arguments": ""})
-                call["id"] += delta.id or ""
-                call["name"] += delta.function.name or ""
-                call["arguments"] += delta.function.arguments or ""
+                key = (choice.index, delta.index)
+                if key not in calls:  # the first delta names the call, with arguments still empty (as OpenAI's)
+                    assert delta.id and delta.type == "function" and delta.function.name
+                    assert delta.function.arguments == ""
+                    calls[key] = {"id": delta.id, "name": delta.function.name, "arguments": "", "pieces": 0}
+                else:
+                    assert delta.id is None and delta.function.name is None
+                    calls[key]["arguments"] += delta.function.arguments
+                    calls[key]["pieces"] += 1
             finish[choice.index] = choice.finish_reason or finish.get(choice.index)
     assert finish == {0: "tool_calls", 1: "tool_calls"} and {i for i, _ in calls} == {0, 1}
+    assert all(call["pieces"] > 1 for call in calls.values())  # arguments arrive as the model writes them
     assert len({call["id"] for call in calls.values()}) == len(calls)  # each choice its own call ids
     for call in calls.values():
         jsonschema.validate(json.loads(call["arguments"]), PARAMETERS[call["name"]])

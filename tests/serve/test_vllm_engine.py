@@ -166,7 +166,7 @@ def test_sampling_parameters_map_one_to_one():
     assert vllm_sampling_kwargs(params) == {
         "n": 2, "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1,
         "presence_penalty": 0.5, "frequency_penalty": -0.5, "seed": 7, "stop": ["\n\n"], "stop_token_ids": [5],
-        "logit_bias": {9: -100.0}, "ignore_eos": True, "max_tokens": 30, "min_tokens": 2, "logprobs": 3, "skip_special_tokens": False,
+        "include_stop_str_in_output": False, "logit_bias": {9: -100.0}, "ignore_eos": True, "max_tokens": 30, "min_tokens": 2, "logprobs": 3, "skip_special_tokens": False,
         "output_kind": "DELTA",
     }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from llmkit.errors import LLMKitError
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app itself fails to start, as `uvicorn.run` exits
+UvicornLogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # uvicorn's --log-level choices
 
 
 class ListenError(LLMKitError):
@@ -37,12 +38,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_server(app: ASGIApp, sock: socket.socket) -> None:
-    """Serve `app` with uvicorn on the bound `sock` until Ctrl-C; exit 3, as `uvicorn.run` does, if the app fails
-    to start."""
+def run_server(app: ASGIApp, sock: socket.socket, log_level: UvicornLogLevel = "warning") -> None:
+    """Serve `app` with uvicorn on the bound `sock` until Ctrl-C, uvicorn logging at `log_level` (its access log
+    at info and below); exit 3, as `uvicorn.run` does, if the app fails to start."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it stopped on

@@ -8,15 +8,12 @@ with the same model the chosen token ids equal `model.generate(num_beams=...)`'s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
-
-if TYPE_CHECKING:
-    from llmkit.engine.sequence import Request
+from llmkit.engine.stop_strings import StopStrings
 
 _NEG = -1.0e9  # transformers' "impossible" score
 
@@ -24,13 +21,20 @@ _NEG = -1.0e9  # transformers' "impossible" score
 class BeamSearch:
     """The beam state of one request: running beams, the best finished hypotheses, the stop rule."""
 
-    def __init__(self, params: SamplingParams, *, prompt_len: int, stop_ids: frozenset[int]) -> None:
+    def __init__(
+        self, params: SamplingParams, *, prompt_len: int, stop_ids: frozenset[int], stop_strings: StopStrings,
+        tokenizer: PreTrainedTokenizerBase,
+    ) -> None:
         self.num_beams = params.num_beams
         self.length_penalty = params.length_penalty
         self.early_stopping = params.early_stopping
         self.num_return_sequences = params.num_return_sequences
         self.max_new_tokens = params.max_new_tokens
+        self.stop_id_set = stop_ids
         self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long)
+        self.stop_strings = stop_strings
+        self.tokenizer = tokenizer
+        self.skip_special_tokens = params.skip_special_tokens
         self.beams_to_keep = max(2, 1 + len(stop_ids)) * self.num_beams
         self.prompt_len = prompt_len
         self.running: list[list[int]] = [[] for _ in range(self.num_beams)]
@@ -97,19 +101,18 @@ class BeamSearch:
             return best_running > _NEG
         return best_running > float(self.finished_scores.min())
 
-    def output(self, request: Request) -> RequestOutput:
+    def output(self, request_id: str, prompt_ids: list[int]) -> RequestOutput:
         """Empty outputs while searching; the best `num_return_sequences` hypotheses once done."""
         if not self.done:
             outputs = [CompletionOutput(index=i, text="", token_ids=[]) for i in range(self.num_return_sequences)]
-            return RequestOutput(request.request_id, request.prompt_ids, outputs, finished=False)
+            return RequestOutput(request_id, prompt_ids, outputs, finished=False)
         outputs = []
-        tokenizer = request.sequences[0].detokenizer.tokenizer
         for i in range(self.num_return_sequences):
             tokens = self.finished[i]
-            reason = "stop" if tokens and tokens[-1] in request.stop_ids else "length"
+            reason = "stop" if tokens and tokens[-1] in self.stop_id_set else "length"
             text_tokens = tokens[:-1] if reason == "stop" else tokens
-            text = tokenizer.decode(text_tokens, skip_special_tokens=request.params.skip_special_tokens)
-            stop_at = request.stop_strings.find(text, 0)
+            text = self.tokenizer.decode(text_tokens, skip_special_tokens=self.skip_special_tokens)
+            stop_at = self.stop_strings.cut(text, 0)
             if stop_at is not None:
                 text, reason = text[:stop_at], "stop"
             outputs.append(
@@ -122,4 +125,4 @@ class BeamSearch:
                     delta=text,
                 )
             )
-        return RequestOutput(request.request_id, request.prompt_ids, outputs, finished=True)
+        return RequestOutput(request_id, prompt_ids, outputs, finished=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence as Seq
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from llmkit.engine.params import SamplingParams
 from llmkit.engine.sampling_defaults import NEUTRAL
 from llmkit.engine.processors import TokenHistory, apply_processors, build_processors
 from llmkit.engine.sampling import make_generator, select_tokens, token_logprobs
-from llmkit.engine.sequence import Request, Sequence
+from llmkit.engine.request import Request, Row
 from llmkit.engine.structured import Grammar, compile_response_format, mask_logits
 from llmkit.errors import InvalidRequestError, ModelNotFoundError
 
@@ -63,14 +63,14 @@ class Engine:
         self.eos_ids = frozenset(eos)
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
-        self.rows: list[Sequence] = []
+        self.rows: list[Row] = []
         self._ids = itertools.count()
 
     # ---- requests in and out -------------------------------------------------------------------
 
     def add_request(
         self,
-        prompt_token_ids: Seq[int],
+        prompt_token_ids: Sequence[int],
         params: SamplingParams,
         request_id: str | None = None,
         adapter: str | None = None,
@@ -149,7 +149,7 @@ class Engine:
         return outputs
 
     def generate(
-        self, prompts: Iterable[Seq[int]], params: SamplingParams | Seq[SamplingParams]
+        self, prompts: Iterable[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]
     ) -> list[RequestOutput]:
         """Run prompts to completion (one batch, continuous scheduling); results in prompt order.
 
@@ -172,7 +172,7 @@ class Engine:
             raise failed[0]
         return [final[i] for i in ids]
 
-    def stream(self, prompt_token_ids: Seq[int], params: SamplingParams) -> Iterator[RequestOutput]:
+    def stream(self, prompt_token_ids: Sequence[int], params: SamplingParams) -> Iterator[RequestOutput]:
         """Yield one request's outputs as they grow; closing the iterator aborts the request."""
         request_id = self.add_request(prompt_token_ids, params)
         try:
@@ -189,7 +189,7 @@ class Engine:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def check_request(self, prompt_token_ids: Seq[int], params: SamplingParams, adapter: str | None = None) -> list[int]:
+    def check_request(self, prompt_token_ids: Sequence[int], params: SamplingParams, adapter: str | None = None) -> list[int]:
         """The prompt as a list of ints, if it, `params` and `adapter` can run on this engine."""
         if adapter is not None and adapter not in self.runner.adapters:
             raise ModelNotFoundError(f"no adapter named {adapter!r} is loaded")
@@ -249,7 +249,7 @@ class Engine:
                 self.runner.copy_rows([first.row] * len(forks), [s.row for s in forks], len(request.prompt_ids))
         return list(prompt_logits)
 
-    def _decode(self, rows: list[Sequence]) -> dict[int, torch.Tensor]:
+    def _decode(self, rows: list[Row]) -> dict[int, torch.Tensor]:
         """One batched forward for `rows`; if it raises, every request decoding in it fails with that error."""
         try:
             step_logits = self.runner.decode(
@@ -279,7 +279,7 @@ class Engine:
                 request.fail(error)
 
     def _sample(
-        self, live: list[tuple[Request, Sequence]], logits: dict[int, torch.Tensor]
+        self, live: list[tuple[Request, Row]], logits: dict[int, torch.Tensor]
     ) -> list[tuple[int, TokenLogprob | None]]:
         """Each row's next token (and its logprob entry, where asked for), without changing any row."""
         seqs = [seq for _, seq in live]
@@ -306,7 +306,7 @@ class Engine:
                 seq.finish_reason = "stop"
 
     def _process(
-        self, seqs: list[Sequence], params: list[SamplingParams], logits: torch.Tensor, *, warpers: bool
+        self, seqs: list[Row], params: list[SamplingParams], logits: torch.Tensor, *, warpers: bool
     ) -> torch.Tensor:
         """Apply the logits processors these rows' parameters call for (none: logits unchanged)."""
         processors = build_processors(params, sorted(self.eos_ids), warpers=warpers, device=logits.device)
@@ -317,7 +317,7 @@ class Engine:
         )
         return apply_processors(processors, logits, history)
 
-    def _logprobs(self, seqs: list[Sequence], raw: torch.Tensor, chosen: torch.Tensor) -> list[TokenLogprob | None]:
+    def _logprobs(self, seqs: list[Row], raw: torch.Tensor, chosen: torch.Tensor) -> list[TokenLogprob | None]:
         """Each row's chosen-token logprob entry under the model itself (before penalties and warpers), as OpenAI
         reports them; None for rows that did not ask."""
         wanted = [i for i, seq in enumerate(seqs) if seq.logprobs is not None]

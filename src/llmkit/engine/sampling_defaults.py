@@ -27,16 +27,12 @@ def generation_defaults(
     """The sampling defaults of the model in `model_dir`: `NEUTRAL`, then `recommended` (what an embedded model's card
     advises, where its GGUF carries no generation config), then what the generation config of `source` sets —
     `auto`: the model's own, `vllm`: none, or a folder holding a generation_config.json."""
+    check_generation_config(source)
     defaults = {**NEUTRAL, **(recommended or {})}
     if source == "vllm":
         return dict(NEUTRAL)
     folder = model_dir if source == "auto" else Path(source)
     path = folder / GENERATION_CONFIG if folder is not None else None
-    if source != "auto" and (path is None or not path.is_file()):
-        raise InvalidRequestError(
-            f"--generation-config {source!r}: use auto (the model's own), vllm (neutral defaults) or a folder "
-            f"holding {GENERATION_CONFIG}"
-        )
     if path is not None and path.is_file():
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
@@ -44,6 +40,15 @@ def generation_defaults(
             raise InvalidRequestError(f"{path} is not readable JSON: {error}") from None
         defaults.update({key: config[key] for key in NEUTRAL if isinstance(config.get(key), int | float)})
     return defaults
+
+
+def check_generation_config(source: str) -> None:
+    """Refuse a `--generation-config` that is neither auto, vllm nor a folder holding a generation_config.json."""
+    if source not in ("auto", "vllm") and not (Path(source) / GENERATION_CONFIG).is_file():
+        raise InvalidRequestError(
+            f"--generation-config {source}: give auto (the model's own), vllm (neutral defaults) or a folder that "
+            f"holds a {GENERATION_CONFIG}"
+        )
 
 
 def resolve_sampling(given: Mapping[str, Any], defaults: Mapping[str, float] = NEUTRAL) -> dict[str, Any]:

@@ -12,10 +12,11 @@ class StopStrings:
     otherwise emit up to `len(text) - holdback(text)`.
     """
 
-    def __init__(self, stops: Sequence[str]):
+    def __init__(self, stops: Sequence[str], keep: bool = False):
         if any(s == "" for s in stops):
             raise ValueError("stop strings must not be empty")
         self.stops = tuple(dict.fromkeys(stops))
+        self.keep = keep  # the text ends after the stop string instead of before it
         self.longest = max((len(s) for s in self.stops), default=0)
         # Every proper prefix of a stop: a tail of the text equal to one could still grow into a stop.
         self._prefixes = {s[:k] for s in self.stops for k in range(1, len(s))}
@@ -32,6 +33,14 @@ class StopStrings:
             if at != -1:
                 hits.append(at)
         return min(hits, default=None)
+
+    def cut(self, text: str, start: int = 0) -> int | None:
+        """Where the output ends if a stop string completed after `start`: before the earliest one, or after it
+        when stop strings are kept; None if none completed."""
+        at = self.find(text, start)
+        if at is None or not self.keep:
+            return at
+        return at + min(len(stop) for stop in self.stops if text.startswith(stop, at))  # the first to complete
 
     def holdback(self, text: str) -> int:
         """How many trailing characters of `text` could be the start of a stop string."""

@@ -8,8 +8,9 @@ from typing import Any, NamedTuple
 
 import torch
 
-from llmkit.errors import ChatTemplateError, InvalidRequestError, ModelNotFoundError
+from llmkit.errors import InvalidRequestError, ModelNotFoundError
 from llmkit.hub import ProgressCallback, resolve
+from llmkit.models.chat_template import load_chat_template
 
 _DTYPES = {
     "float32": torch.float32,
@@ -106,12 +107,13 @@ def load(
 
 
 def load_tokenizer(directory: str | Path, chat_template: str | Path | None = None) -> Any:
-    """The tokenizer of a model directory, with an optional chat-template file and a pad token (EOS) set."""
+    """The tokenizer of a model directory, with an optional chat template (a file, or the Jinja text itself) and a
+    pad token (EOS) set."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
     if chat_template is not None:
-        tokenizer.chat_template = _read_template(Path(chat_template))
+        tokenizer.chat_template = load_chat_template(chat_template)
     if tokenizer.pad_token is None:
         # Reuse EOS for padding: adding a new token would change the vocabulary and the embedding size.
         tokenizer.pad_token = tokenizer.eos_token
@@ -145,13 +147,6 @@ def _load_quantized(directory: Path, bits: int, compute_dtype: torch.dtype):
     return AutoModelForCausalLM.from_pretrained(
         directory, quantization_config=quantization, device_map={"": int(os.environ.get("LOCAL_RANK", 0))}
     )
-
-
-def _read_template(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError as error:
-        raise ChatTemplateError(f"cannot read chat template {path}: {error.strerror}") from error
 
 
 def _attach_adapter(model, adapter: Path):

@@ -1,85 +1,67 @@
 """Function calling on any chat model: the template's own tool format where it has one, constrained JSON otherwise.
 
-A chat template that reads `tools` (Qwen2.5, Hermes, SmolLM3 …) renders the schemas itself and the
-model answers with Hermes-style `<tool_call>{"name": …, "arguments": {…}}</tool_call>` blocks. Other
-templates get the tools described in a system message and decoding held to a JSON schema of the calls.
+A chat template that reads `tools` (Qwen, Hermes, Llama 3.1, Mistral, SmolLM3 …) renders the schemas itself
+and the model answers in its family's format, read by a parser of `tool_parsers`. Other templates get the
+tools described in a system message and decoding held to a JSON schema of the calls.
 Messages are plain dicts in the Hugging Face convention: assistant `tool_calls` whose `arguments` are
 dicts, and `tool` messages carrying `tool_call_id`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from llmkit.errors import InvalidRequestError
+from llmkit.models.tool_call_stream import ToolCallStream
+from llmkit.models.tool_parsers import Answer, JsonAnswerParser, ToolParser
 
 ToolChoice = str | dict  # "none" | "auto" | "required" | {"type": "function", "function": {"name": ...}}
-
-_TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One call the model made: the function's name and its arguments as JSON text (as OpenAI returns them)."""
-
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A model's answer split into text and tool calls (no calls: a plain answer)."""
-
-    content: str | None
-    tool_calls: list[ToolCall] = field(default_factory=list)
+_JSON_ANSWER = JsonAnswerParser()
 
 
 @dataclass(frozen=True)
 class ToolPrompt:
-    """How to render one request and read its answer: messages and tools for the template, the schema to decode by."""
+    """How to render one request and read its answer: messages and tools for the template, the schema to
+    decode by, and the parser of the template's own call format."""
 
     messages: list[dict]
     tools: list[dict] | None = None  # handed to a chat template that renders tools itself
     schema: dict | None = None  # decoding follows this JSON schema of calls (see `call_schema`)
     parallel: bool = True
+    parser: ToolParser | None = None  # reads the calls the model writes freely in its template's format
+
+    @property
+    def reader(self) -> ToolParser | None:
+        """The parser of this request's answers: the constrained JSON's, the template format's, or None (no calls)."""
+        if self.schema is not None:
+            return _JSON_ANSWER
+        return self.parser if self.tools else None
 
     @property
     def may_call(self) -> bool:
-        """True when the answer may hold tool calls (and so must be complete before it can be read)."""
-        return self.schema is not None or bool(self.tools)
+        """True when the answer may hold tool calls."""
+        return self.reader is not None
 
     def parse(self, text: str) -> Answer:
-        """The answer in `text`: constrained JSON, the template's `<tool_call>` blocks, or plain text."""
-        if self.schema is not None:
-            return parse_json_answer(text)
-        if self.tools:
-            answer = parse_hermes(text)
-            return answer if self.parallel else Answer(answer.content, answer.tool_calls[:1])
-        return Answer(text)
+        """The whole answer in `text`: its content and calls (one at most unless `parallel`)."""
+        if self.reader is None:
+            return Answer(text)
+        answer = self.reader.parse(text)
+        return answer if self.parallel else Answer(answer.content, answer.tool_calls[:1])
 
-
-@functools.lru_cache(maxsize=8)
-def template_has_tools(template: str | None) -> bool:
-    """True when a Jinja chat template reads the `tools` variable, i.e. renders tool schemas itself."""
-    if not isinstance(template, str):
-        return False
-    from jinja2 import Environment, TemplateSyntaxError, meta
-
-    try:
-        return "tools" in meta.find_undeclared_variables(Environment().parse(template))
-    except TemplateSyntaxError:
-        return False
+    def stream(self) -> ToolCallStream:
+        """A reader of this request's answer as it streams (only when `may_call`)."""
+        return ToolCallStream(self.reader, None if self.parallel else 1)
 
 
 def tool_prompt(
     messages: list[dict], tools: list[dict] | None, choice: ToolChoice | None, parallel: bool | None,
-    template_tools: bool,
+    parser: ToolParser | None,
 ) -> ToolPrompt:
-    """Plan a request: its tools through the template (`template_tools`) or a system message, and a call schema.
+    """Plan a request: its tools through the template (which writes calls as `parser` reads them; None: the
+    template has no tool format) or a system message, and a call schema.
 
     `tools`, `choice` and `parallel` are OpenAI's. `choice` defaults to "auto" with tools; `parallel` to
     several calls where the model writes its template's format freely, one where decoding is constrained
@@ -88,15 +70,15 @@ def tool_prompt(
     """
     check_tool_results(messages)
     choice = choice or ("auto" if tools else "none")
-    if not template_tools:
+    if parser is None:
         messages = _plain_history(messages)
     if not tools or choice == "none":
         return ToolPrompt(messages)
-    free = template_tools and choice == "auto"  # the model writes its <tool_call> blocks unconstrained
+    free = parser is not None and choice == "auto"  # the model writes its template's call format unconstrained
     parallel = free if parallel is None else parallel
     schema = None if free else call_schema(tools, choice, parallel)
-    if template_tools:
-        return ToolPrompt(messages, tools, schema, parallel)
+    if parser is not None:
+        return ToolPrompt(messages, tools, schema, parallel, parser)
     return ToolPrompt(_with_system(messages, tools_instructions(tools, choice, parallel)), None, schema, parallel)
 
 
@@ -136,34 +118,6 @@ def tools_instructions(tools: list[dict], choice: ToolChoice, parallel: bool) ->
     return "\n".join(lines)
 
 
-def parse_hermes(text: str) -> Answer:
-    """Split `<tool_call>{"name": …, "arguments": {…}}</tool_call>` blocks from text; malformed ones stay text."""
-    calls, kept, start = [], [], 0
-    for match in _TOOL_CALL_BLOCK.finditer(text):
-        call = _as_call(_json(match.group(1)))
-        if call is None:
-            continue
-        calls.append(call)
-        kept.append(text[start : match.start()])
-        start = match.end()
-    kept.append(text[start:])
-    content = "".join(kept).strip()
-    return Answer(content or None, calls)
-
-
-def parse_json_answer(text: str) -> Answer:
-    """Read a constrained answer (see `call_schema`); text that is not such JSON (cut off, say) stays content."""
-    answer = _json(text)
-    if not isinstance(answer, dict):
-        return Answer(text)
-    if isinstance(answer.get("content"), str):
-        return Answer(answer["content"])
-    calls = [_as_call(call) for call in answer.get("tool_calls") or []]
-    if not calls or None in calls:
-        return Answer(text)
-    return Answer(None, calls)
-
-
 def check_tool_results(messages: list[dict]) -> None:
     """Refuse, as OpenAI does, a `tool` message that answers no call of the assistant turn before it,
     and calls left without a `tool` message answering them."""
@@ -191,21 +145,6 @@ def _unanswered(call_ids: list[str], index: int) -> InvalidRequestError:
         f"the tool calls {', '.join(call_ids)} have no result before messages[{index}]: follow the assistant "
         "message that made them with one {'role': 'tool', 'tool_call_id': ..., 'content': ...} message per call"
     )
-
-
-def _json(text: str) -> Any:
-    """The value JSON `text` holds; None when it is not JSON."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None
-
-
-def _as_call(call: Any) -> ToolCall | None:
-    """A call from a parsed `{"name": str, "arguments": {...}}`; None if it is not one."""
-    if not (isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict)):
-        return None
-    return ToolCall(call["name"], json.dumps(call["arguments"], ensure_ascii=False))
 
 
 def _rebased(schema: Any, base: str) -> Any:

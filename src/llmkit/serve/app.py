@@ -68,6 +68,7 @@ def create_app(
     max_body_bytes: int = 1_000_000,
     rag_store: str | None = None,
     safety: SafetyPolicy | None = None,
+    tool_call_parser: str | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible app serving `llm` as `model_id`; its engine lives as long as the app.
 
@@ -75,6 +76,7 @@ def create_app(
     function that starts another backend's `ServingEngine` (called when the app starts). Knowledge bases
     (`/v1/rag/{kb}/query`, chat models `rag:{kb}`) are read from `rag_store`, a folder or PostgreSQL URL.
     With a `safety` policy, chat and completion inputs and answers are checked and `/v1/moderations` answers.
+    `tool_call_parser` names the format the model writes tool calls in (vLLM's names; default: its template's).
     """
     metrics = ServerMetrics()
     start_engine = (lambda: AsyncEngine(llm.engine, max_queue=max_queue)) if isinstance(llm, LLM) else llm
@@ -83,7 +85,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = start_engine()
         metrics.watch(engine)
-        app.state.serving = ServingContext(engine, model_id, metrics, safety)
+        app.state.serving = ServingContext(engine, model_id, metrics, safety, tool_call_parser)
         app.state.rag = rag.KnowledgeBases(rag_store)
         try:
             yield

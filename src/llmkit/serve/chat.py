@@ -1,7 +1,8 @@
 """`/v1/chat/completions`: messages (and tools) -> chat-templated prompt -> engine -> a response or a chunk stream.
 
-Tool calling is planned by `llmkit.models.tool_calls`; this module maps OpenAI's request onto it and
-its answers back onto `tool_calls`. With a safety policy, answers are checked as `serve/moderation.py` says.
+Tool calling is planned by `llmkit.models.tool_calls` and read by the server's tool parser
+(`llmkit.models.tool_parsers`); this module maps OpenAI's request onto them and their answers back onto
+`tool_calls`, streamed as OpenAI streams them. With a safety policy, answers are checked as `serve/moderation.py` says.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import ResponseFormat
 from llmkit.errors import ChatTemplateError, InvalidRequestError
 from llmkit.models import render_chat
-from llmkit.models.tool_calls import ToolPrompt, template_has_tools, tool_prompt
+from llmkit.models.tool_call_stream import CallPiece, ToolCallStream
+from llmkit.models.tool_calls import ToolPrompt, tool_prompt
 from llmkit.serve import moderation
 from llmkit.serve.errors import invalid
 from llmkit.serve.protocol import (
@@ -29,6 +32,7 @@ from llmkit.serve.protocol import (
     ChoiceLogprobs,
     DeltaMessage,
     FunctionCall,
+    FunctionCallDelta,
     TokenLogprobEntry,
     Tool,
     ToolCall,
@@ -58,13 +62,16 @@ async def create_chat_completion(
     if served_as:
         served = ServedModel(served_as, served.adapter)
     plan = _tool_prompt(ctx, request.messages, request.tools, request.tool_choice, request.parallel_tool_calls)
-    prompt = _render(ctx, plan)
+    prompt = _render(
+        ctx, plan, request.add_generation_prompt, request.continue_final_message, request.chat_template_kwargs
+    )
     if request.top_logprobs and not request.logprobs:
         raise invalid("top_logprobs needs logprobs: true", "top_logprobs")
     moderation.refuse_streamed_logprobs(ctx, request.stream, request.logprobs)
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
     max_tokens = request.max_completion_tokens or request.max_tokens
-    sampling = ctx.sampling(_with_call_schema(request, plan), [prompt], max_tokens, logprobs)
+    decoded = _with_call_markers(ctx, _with_call_schema(request, plan), plan)
+    sampling = ctx.sampling(decoded, [prompt], max_tokens, logprobs)
     stream, log = await ctx.start([prompt], sampling.params, "chatcmpl", served, request.logged_fields())
     if request.stream:
         chunks = _chunks(ctx, request, plan, prompt, stream, sampling, log)
@@ -72,8 +79,9 @@ async def create_chat_completion(
     (result,) = await final_outputs(stream, 1, log)
     context = moderation.dialog(request.messages)
     blocked = {out.index: await moderation.answer_blocked(ctx, out.text, context) for out in result.outputs}
+    echo = _echo(request)
     choices = [
-        _filtered(out.index + copy) if blocked[out.index] else _choice(ctx, request, plan, out, out.index + copy)
+        _filtered(out.index + copy) if blocked[out.index] else _choice(ctx, request, plan, out, out.index + copy, echo)
         for out in result.outputs
         for copy in range(sampling.copies)
     ]
@@ -95,17 +103,22 @@ def _tool_prompt(
     dicts = [_message_dict(m, i) for i, m in enumerate(messages)]
     tool_dicts = [tool.model_dump(exclude_none=True) for tool in tools] if tools else None
     choice = choice if isinstance(choice, str | None) else choice.model_dump()
-    template_tools = template_has_tools(getattr(ctx.tokenizer, "chat_template", None))
     try:
-        return tool_prompt(dicts, tool_dicts, choice, parallel, template_tools)
+        return tool_prompt(dicts, tool_dicts, choice, parallel, ctx.tool_parser)
     except InvalidRequestError as error:
         raise invalid(str(error), "messages") from None
 
 
-def _render(ctx: ServingContext, plan: ToolPrompt, add_generation_prompt: bool = True) -> list[int]:
+def _render(
+    ctx: ServingContext, plan: ToolPrompt, add_generation_prompt: bool = True, continue_final_message: bool = False,
+    template_kwargs: dict[str, Any] | None = None,
+) -> list[int]:
     """Token ids of the planned prompt (400 for content we cannot render, or no template)."""
     try:
-        return render_chat(ctx.tokenizer, plan.messages, add_generation_prompt=add_generation_prompt, tools=plan.tools)
+        return render_chat(
+            ctx.tokenizer, plan.messages, add_generation_prompt, plan.tools,
+            continue_final_message=continue_final_message, template_kwargs=template_kwargs,
+        )
     except ChatTemplateError as error:
         raise invalid(
             f"{error}. On a server: restart it with --chat-template FILE, or send plain text to /v1/completions",
@@ -165,28 +178,58 @@ def _with_call_schema(request: ChatCompletionRequest, plan: ToolPrompt) -> ChatC
     return request.model_copy(update={"response_format": response_format})
 
 
+def _with_call_markers(ctx: ServingContext, request: ChatCompletionRequest, plan: ToolPrompt) -> ChatCompletionRequest:
+    """The request with special tokens kept in the text when the model's call format opens with one (Mistral's
+    `[TOOL_CALLS]`), as vLLM does, unless the request set skip_special_tokens itself."""
+    if plan.schema is not None or not plan.tools or "skip_special_tokens" in request.model_fields_set:
+        return request
+    if not plan.parser.needs_special_tokens(ctx.tokenizer):
+        return request
+    return request.model_copy(update={"skip_special_tokens": False})
+
+
+def _echo(request: ChatCompletionRequest) -> str:
+    """What `echo` begins each answer with: the last message's content when it is the assistant's (as vLLM)."""
+    last = request.messages[-1]
+    if not request.echo or last.role != "assistant":
+        return ""
+    return message_text(last, len(request.messages) - 1) or ""
+
+
 def _filtered(index: int) -> ChatCompletionChoice:
     """A choice whose answer the safety policy blocked: no content, finish reason "content_filter"."""
     return ChatCompletionChoice(index=index, message=AssistantMessage(content=None), finish_reason="content_filter")
 
 
 def _choice(
-    ctx: ServingContext, request: ChatCompletionRequest, plan: ToolPrompt, out: CompletionOutput, index: int
+    ctx: ServingContext, request: ChatCompletionRequest, plan: ToolPrompt, out: CompletionOutput, index: int,
+    echo: str = "",
 ) -> ChatCompletionChoice:
-    """A finished completion as a choice: its content or calls (each with a fresh id); "tool_calls" if it called."""
+    """A finished completion as a choice: its content (after `echo`) or calls (each with a fresh id); "tool_calls"
+    if it called."""
     answer = plan.parse(out.text)
     calls = [
-        ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", function=FunctionCall(name=call.name, arguments=call.arguments))
+        ToolCall(id=_call_id(), function=FunctionCall(name=call.name, arguments=call.arguments))
         for call in answer.tool_calls
     ]
-    # Constrained JSON that parses is complete (only the stop token could follow), even if max_tokens came first.
-    complete = out.finish_reason == "stop" or plan.schema is not None
+    content = f"{echo}{answer.content or ''}" if echo else answer.content
     return ChatCompletionChoice(
         index=index,
-        message=AssistantMessage(content=answer.content, tool_calls=calls or None),
+        message=AssistantMessage(content=content, tool_calls=calls or None),
         logprobs=_logprobs(ctx, out, 0) if request.logprobs else None,
-        finish_reason="tool_calls" if calls and complete else out.finish_reason,
+        finish_reason=_finish_reason(plan, bool(calls), out),
     )
+
+
+def _finish_reason(plan: ToolPrompt, called: bool, out: CompletionOutput) -> str | None:
+    """"tool_calls" for a finished answer that called tools, else the engine's reason. Constrained JSON that
+    parses is complete (only the stop token could follow), even if max_tokens came first."""
+    complete = out.finish_reason == "stop" or plan.schema is not None
+    return "tool_calls" if called and complete else out.finish_reason
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 async def _chunks(
@@ -195,9 +238,11 @@ async def _chunks(
 ) -> AsyncIterator[str]:
     """The chunk events: role first, content deltas, one finish chunk per choice, then usage if asked.
 
-    When the model may call tools, each choice is sent whole, with its finish reason, once complete:
-    until then its text cannot be told from a call. When answers are checked, text goes out a sentence at a
-    time and a blocked choice ends with finish reason "content_filter".
+    When the model may call tools, its text goes through the plan's `ToolCallStream`: content as it comes,
+    then each call as OpenAI streams it (a first delta with its id and name, then pieces of its arguments),
+    and finish reason "tool_calls". When answers are checked, text goes out a sentence at a time and a
+    blocked choice ends with finish reason "content_filter"; an answer that may call tools is then checked
+    and sent whole, once complete.
     """
     created, request_id = int(time.time()), log.request_id
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
@@ -213,16 +258,27 @@ async def _chunks(
             for c in range(sampling.copies)
         ])
 
+    def call_delta(piece: CallPiece) -> DeltaMessage:
+        function = FunctionCallDelta(name=piece.name, arguments=piece.arguments)
+        if piece.name is None:
+            return DeltaMessage(tool_calls=[ToolCallDelta(index=piece.index, function=function)])
+        call = ToolCallDelta(index=piece.index, id=_call_id(), type="function", function=function)
+        return DeltaMessage(tool_calls=[call])
+
     sent_logprobs: dict[int, int] = {}
     finished: set[int] = set()
+    calls: dict[int, ToolCallStream] = {}
     yield chunk([ChatCompletionChunkChoice(index=i, delta=DeltaMessage(role="assistant", content="")) for i in range(sampling.n)])
+    if echo := _echo(request):
+        yield chunk([ChatCompletionChunkChoice(index=i, delta=DeltaMessage(content=echo)) for i in range(sampling.n)])
     async for _, output in stream:
         log.usage = usage([prompt], output.outputs, sampling.copies)
         for out in output.outputs:
             if out.index in finished:
                 continue
-            if plan.may_call:
-                if out.finish_reason is not None:
+            done = out.finish_reason is not None
+            if plan.may_call and moderation.checks_output(ctx):
+                if done:
                     finished.add(out.index)
                     if await moderation.answer_blocked(ctx, out.text, context):
                         yield finish(out.index, "content_filter")
@@ -233,19 +289,28 @@ async def _chunks(
             if request.logprobs and out.logprobs:
                 logprobs = _logprobs(ctx, out, sent_logprobs.get(out.index, 0))
                 sent_logprobs[out.index] = len(out.logprobs)
-            delta, blocked = out.delta, False
-            if moderation.checks_output(ctx):
+            content, pieces, blocked = out.delta, [], False
+            if plan.may_call:
+                new = calls.setdefault(out.index, plan.stream()).feed(out.text, done)
+                content, pieces = new.content, new.calls
+            elif moderation.checks_output(ctx):
                 if out.index not in guards:
                     guards[out.index] = moderation.AnswerGuard(ctx.safety, context)
-                delta, blocked = await guards[out.index].feed(out.delta, out.finish_reason is not None)
-            if delta or (logprobs and logprobs.content):
+                content, blocked = await guards[out.index].feed(out.delta, done)
+            if content or (logprobs and logprobs.content):
                 yield chunk([
-                    ChatCompletionChunkChoice(index=out.index + c, delta=DeltaMessage(content=delta), logprobs=logprobs)
+                    ChatCompletionChunkChoice(index=out.index + c, delta=DeltaMessage(content=content), logprobs=logprobs)
                     for c in range(sampling.copies)
                 ])
-            if blocked or out.finish_reason is not None:
+            for piece in pieces:  # one piece a chunk, as OpenAI sends them; each copy its own call ids
+                yield chunk([
+                    ChatCompletionChunkChoice(index=out.index + c, delta=call_delta(piece))
+                    for c in range(sampling.copies)
+                ])
+            if blocked or done:
                 finished.add(out.index)
-                yield finish(out.index, "content_filter" if blocked else out.finish_reason)
+                called = plan.may_call and bool(plan.parse(out.text).tool_calls)
+                yield finish(out.index, "content_filter" if blocked else _finish_reason(plan, called, out))
         if len(finished) == sampling.n // sampling.copies:
             break  # every choice has ended (a blocked one before its generation did: leaving aborts it)
     if include_usage:

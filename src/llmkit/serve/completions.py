@@ -26,18 +26,20 @@ from llmkit.serve.serving import RequestLog, Sampling, ServingContext, event_str
 async def create_completion(ctx: ServingContext, request: CompletionRequest) -> CompletionResponse | AsyncIterator[str]:
     """Continue every prompt `n` times: a whole response, or (with `stream`) the SSE events of its chunks."""
     served = ctx.resolve(request.model)
-    if request.echo:
-        raise invalid("echo is not supported yet: leave it out", "echo")
+    if request.echo and request.logprobs is not None:
+        raise invalid("echo with logprobs needs the prompt's logprobs, which llmkit does not compute: leave out one "
+                      "of them", "echo")
     if request.suffix:
         raise invalid("suffix (fill-in-the-middle) is not supported: leave it out", "suffix")
     prompts = prompt_ids(ctx, request.prompt)
+    echoes = _echoes(ctx, request.prompt, prompts) if request.echo else [""] * len(prompts)
     moderation.refuse_streamed_logprobs(ctx, request.stream, request.logprobs is not None)
     for prompt in prompts:
         await moderation.check_input(ctx, ctx.tokenizer.decode(prompt, skip_special_tokens=True), [], "prompt")
     sampling = ctx.sampling(request, prompts, request.max_tokens, request.logprobs)
     stream, log = await ctx.start(prompts, sampling.params, "cmpl", served, request.logged_fields())
     if request.stream:
-        chunks = _chunks(ctx, request, prompts, stream, sampling, log)
+        chunks = _chunks(ctx, request, prompts, echoes, stream, sampling, log)
         return event_stream(chunks, stream, log)
     results = await final_outputs(stream, len(prompts), log)
     blocked = {
@@ -49,7 +51,7 @@ async def create_completion(ctx: ServingContext, request: CompletionRequest) -> 
         CompletionChoice(index=i * sampling.n + out.index + copy, text="", finish_reason="content_filter")
         if blocked[i, out.index] else CompletionChoice(
             index=i * sampling.n + out.index + copy,
-            text=out.text,
+            text=echoes[i] + out.text,
             logprobs=_logprobs(ctx, out, 0) if request.logprobs is not None else None,
             finish_reason=out.finish_reason,
         )
@@ -77,16 +79,28 @@ def prompt_ids(ctx: ServingContext, prompt: str | list[str] | list[int] | list[l
     return prompts
 
 
+def _echoes(
+    ctx: ServingContext, prompt: str | list[str] | list[int] | list[list[int]], ids: list[list[int]]
+) -> list[str]:
+    """Each prompt as `echo` returns it before its choices' text: as sent, or its token ids decoded."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    return [ctx.tokenizer.decode(p) for p in ids]
+
+
 def _context(ctx: ServingContext, prompt: list[int]) -> list[dict[str, str]]:
     """A prompt as the user turn its continuation answers (what output checkers read as context)."""
     return [{"role": "user", "content": ctx.tokenizer.decode(prompt, skip_special_tokens=True)}]
 
 
 async def _chunks(
-    ctx: ServingContext, request: CompletionRequest, prompts: list[list[int]], stream: AsyncIterator[tuple[int, RequestOutput]],
-    sampling: Sampling, log: RequestLog,
+    ctx: ServingContext, request: CompletionRequest, prompts: list[list[int]], echoes: list[str],
+    stream: AsyncIterator[tuple[int, RequestOutput]], sampling: Sampling, log: RequestLog,
 ) -> AsyncIterator[str]:
-    """`text_completion` chunks: text deltas, the last one of each choice with its finish reason, then usage.
+    """`text_completion` chunks: text deltas (the first after its prompt's echo), the last one of each choice with
+    its finish reason, then usage.
 
     When answers are checked, text goes out a sentence at a time; a blocked choice ends with "content_filter".
     """
@@ -99,6 +113,7 @@ async def _chunks(
 
     sent_logprobs: dict[tuple[int, int], int] = {}
     finished: set[tuple[int, int]] = set()
+    echoed: set[tuple[int, int]] = set()
     last: dict[int, RequestOutput] = {}
     async for i, output in stream:
         last[i] = output
@@ -117,6 +132,9 @@ async def _chunks(
                     guards[key] = moderation.AnswerGuard(ctx.safety, _context(ctx, prompts[i]))
                 delta, blocked = await guards[key].feed(out.delta, out.finish_reason is not None)
             finish_reason = "content_filter" if blocked else out.finish_reason
+            if key not in echoed and not blocked:
+                echoed.add(key)
+                delta = echoes[i] + delta
             if delta or finish_reason is not None or (logprobs and logprobs.tokens):
                 if finish_reason is not None:
                     finished.add(key)

@@ -84,6 +84,7 @@ class ModelCard(OpenAIModel):
     max_model_len: int | None = None
     root: str | None = Field(None, description="An adapter's own id (its directory stays private to the server).")
     parent: str | None = Field(None, description="The base model an adapter runs on.")
+    backend: str | None = Field(None, description="What runs the chat model (e.g. 'torch, llmkit forward').")
 
 
 class ModelList(OpenAIModel):
@@ -120,8 +121,10 @@ class SamplingRequest(RequestModel):
 
     model: str | None = Field(None, description="Model id; the server's model when left out.")
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate; default: fill the context.")
-    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 (or under 1e-5) means greedy decoding.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="0 (or under 1e-5) means greedy decoding; default: the model's."
+    )
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Default: the model's.")
     n: int = Field(1, ge=1, le=128, description="Completions per prompt.")
     stop: Text | Annotated[list[Text], Field(max_length=MAX_STOP)] | None = Field(
         None, description=f"Up to {MAX_STOP} stop strings, not returned."
@@ -147,22 +150,25 @@ class SamplingRequest(RequestModel):
     )
     prompt_cache_key: str | None = Field(None, max_length=256, description="A caching hint; logged.")
     # vLLM extensions
-    top_k: int = Field(0, ge=-1, description="Keep the k most likely tokens (at most the vocabulary); 0 or -1: off.")
-    min_p: float = Field(0.0, ge=0.0, le=1.0)
-    repetition_penalty: float = Field(1.0, ge=0.01, le=100.0)
+    top_k: int | None = Field(
+        None, ge=-1, description="Keep the k most likely tokens (at most the vocabulary); 0 or -1: off; default: the model's."
+    )
+    min_p: float | None = Field(None, ge=0.0, le=1.0, description="Default: the model's.")
+    repetition_penalty: float | None = Field(None, ge=0.01, le=100.0, description="Default: the model's.")
     min_tokens: int = Field(0, ge=0, description="EOS and stop_token_ids are held back until this many; <= max_tokens.")
     ignore_eos: bool = False
     use_beam_search: bool = False
     num_beams: int | None = Field(None, ge=1, le=64)
     length_penalty: float = Field(1.0, ge=-10.0, le=10.0)
     stop_token_ids: list[TokenId] | None = Field(None, description="Token ids (in the vocabulary) that end generation.")
-    skip_special_tokens: bool = True
+    include_stop_str_in_output: bool = Field(False, description="Return the stop string that ended the text.")
+    skip_special_tokens: bool = Field(True, description="Drop special tokens from the returned text.")
 
     @field_validator("temperature")
     @classmethod
-    def _tiny_temperature_is_greedy(cls, value: float) -> float:
+    def _tiny_temperature_is_greedy(cls, value: float | None) -> float | None:
         """A temperature too small to divide logits by decodes greedily, as 0 does."""
-        return 0.0 if value < GREEDY_BELOW else value
+        return 0.0 if value is not None and value < GREEDY_BELOW else value
 
     def logged_fields(self) -> dict[str, Any]:
         """The output-neutral fields this request set, for its line in the request log."""
@@ -266,6 +272,24 @@ class ChatCompletionRequest(SamplingRequest):
         None, description="Allow several calls in one answer; default: yes where the model writes its template's "
         "tool format freely, one where calls are JSON-constrained (small models repeat calls until max_tokens)."
     )
+    # vLLM extensions: how the messages become the prompt
+    echo: bool = Field(False, description="Begin the answer with the last message's content when it is the assistant's.")
+    add_generation_prompt: bool = Field(True, description="End the prompt with the opening of the assistant's turn.")
+    continue_final_message: bool = Field(
+        False, description="Leave the last message open, so the answer continues it (needs add_generation_prompt false)."
+    )
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None, description="Variables for the chat template (e.g. enable_thinking); each must be one it reads."
+    )
+
+    @field_validator("continue_final_message")
+    @classmethod
+    def _continue_or_open_a_turn(cls, value: bool, info: ValidationInfo) -> bool:
+        """As vLLM: continuing the last message and opening a new assistant turn exclude each other."""
+        if value and info.data.get("add_generation_prompt"):
+            raise ValueError("cannot be true together with add_generation_prompt (true by default): send "
+                             "add_generation_prompt: false to continue the last message")
+        return value
 
     @field_validator("tools")
     @classmethod
@@ -332,10 +356,19 @@ class ChatCompletionResponse(OpenAIModel):
     usage: UsageInfo
 
 
-class ToolCallDelta(ToolCall):
-    """A streamed call: `index` orders a choice's calls (each is sent whole, in one delta)."""
+class FunctionCallDelta(OpenAIModel):
+    name: str | None = None
+    arguments: str = ""
+
+
+class ToolCallDelta(OpenAIModel):
+    """A piece of a streamed call, as OpenAI sends them: `index` orders a choice's calls; the first piece of a
+    call carries its `id`, `type` and `function.name` (arguments ""), the rest append to `function.arguments`."""
 
     index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
 
 
 class DeltaMessage(OpenAIModel):
@@ -368,7 +401,7 @@ class CompletionRequest(SamplingRequest):
         ..., description="A string, a list of strings, a list of token ids, or a list of token-id lists."
     )
     logprobs: int | None = Field(None, ge=0, le=20, description="Return logprobs with this many alternatives.")
-    echo: bool = False
+    echo: bool = Field(False, description="Begin each choice's text with its prompt.")
     suffix: str | None = None
 
 

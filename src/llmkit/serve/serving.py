@@ -22,7 +22,9 @@ from pydantic import BaseModel
 from llmkit.engine.outputs import CompletionOutput, RequestOutput
 from llmkit.engine.params import SamplingParams
 from llmkit.engine.prefix_cache import PrefixStats
+from llmkit.engine.sampling_defaults import resolve_sampling
 from llmkit.errors import ModelNotFoundError
+from llmkit.models.tool_parsers import ToolParser, pick_tool_parser
 from llmkit.serve.errors import error_chunk, invalid
 from llmkit.serve.metrics import ServerMetrics
 from llmkit.serve.protocol import SamplingRequest, UsageInfo
@@ -62,6 +64,8 @@ class ServingEngine(Protocol):
     queue_depth: int
     batch_size: int
     prefix_stats: PrefixStats | None
+    sampling_defaults: Mapping[str, float]  # the model's (`sampling_defaults.generation_defaults`)
+    backend: str  # what runs the model, in words (shown in `/v1/models`)
 
     def check_request(self, prompt_token_ids: Sequence[int], params: SamplingParams, adapter: str | None = None) -> None: ...
 
@@ -79,13 +83,22 @@ class ServingEngine(Protocol):
 
 @dataclass
 class ServingContext:
-    """The served model's engine (and the safety policy its chats are checked by), shared by every route of one app."""
+    """The served model's engine (and the safety policy its chats are checked by), shared by every route of one app.
+
+    `tool_call_parser` names the format the model writes tool calls in (vLLM's names); left out, its chat
+    template tells. Either way `tool_parser` is settled when the app starts: a bad name fails the start.
+    """
 
     engine: ServingEngine
     model_id: str
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     safety: SafetyPolicy | None = None
+    tool_call_parser: str | None = None
     _token_text: dict[int, str] = field(default_factory=dict)
+    tool_parser: ToolParser | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tool_parser = pick_tool_parser(getattr(self.tokenizer, "chat_template", None), self.tool_call_parser)
 
     @property
     def tokenizer(self):
@@ -123,24 +136,27 @@ class ServingContext:
         if request.min_tokens > max_tokens:
             raise invalid(f"min_tokens ({request.min_tokens}) must be <= max_tokens ({max_tokens})", "min_tokens")
         beams = request.num_beams or (request.n if request.use_beam_search else 1)
-        greedy = beams == 1 and request.temperature == 0.0
         if beams > 1 and request.n > beams:
             raise invalid(f"n ({request.n}) must be <= num_beams ({beams})", "n")
-        kwargs = dict(
-            max_new_tokens=max_tokens,
-            min_new_tokens=request.min_tokens,
-            do_sample=beams == 1 and not greedy,
-            temperature=request.temperature if beams == 1 and not greedy else 1.0,
+        given = dict(
+            temperature=request.temperature if beams == 1 else None,  # beam search ignores it, as vLLM's
             top_p=request.top_p,
-            top_k=max(request.top_k, 0),
+            top_k=max(request.top_k, 0) if request.top_k is not None else None,
             min_p=request.min_p,
             repetition_penalty=request.repetition_penalty,
+            num_beams=beams,
+        )
+        kwargs = resolve_sampling(given, self.engine.sampling_defaults)
+        greedy = beams == 1 and not kwargs.get("do_sample", False)
+        kwargs.update(
+            max_new_tokens=max_tokens,
+            min_new_tokens=request.min_tokens,
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
-            num_beams=beams,
             length_penalty=request.length_penalty,
             num_return_sequences=1 if greedy else request.n,
             stop=request.stop,
+            include_stop_str_in_output=request.include_stop_str_in_output,
             stop_token_ids=request.stop_token_ids or [],
             logit_bias=request.logit_bias or {},
             ignore_eos=request.ignore_eos,

@@ -32,6 +32,7 @@ from llmkit.engine.async_engine import QueueFullError
 from llmkit.engine.checks import check_params, check_prompt
 from llmkit.engine.outputs import CompletionOutput, FinishReason, RequestOutput, TokenLogprob
 from llmkit.engine.params import ResponseFormat, SamplingParams
+from llmkit.engine.sampling_defaults import NEUTRAL, generation_defaults
 from llmkit.errors import InvalidRequestError, LLMKitError, ModelNotFoundError
 from llmkit.serve.errors import invalid
 
@@ -139,6 +140,7 @@ def vllm_sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
         "frequency_penalty": params.frequency_penalty,
         "seed": params.seed,
         "stop": list(params.stop),
+        "include_stop_str_in_output": params.include_stop_str_in_output,
         "stop_token_ids": list(params.stop_token_ids),
         "logit_bias": dict(params.logit_bias) or None,
         "ignore_eos": params.ignore_eos,
@@ -275,6 +277,8 @@ class VllmEngine:
         self.queue_depth = 0
         self.batch_size = 0
         self.prefix_stats = None  # vLLM keeps its own prefix-cache statistics
+        self.backend = "vllm"
+        self.sampling_defaults: dict[str, float] = dict(NEUTRAL)
         self._adapters: dict[str, Adapter] = {}
         self._adapter_ids = itertools.count(1)  # vLLM refuses id 0
         self._adapter_users: Counter[str | None] = Counter()
@@ -295,10 +299,12 @@ class VllmEngine:
         max_lora_rank: int = 64,
         max_queue: int = 256,
         adapters: Mapping[str, Path] | None = None,
+        generation_config: str = "auto",
     ) -> VllmEngine:
         """Start vLLM on the model directory `model` (LoRA support if `enable_lora` or `adapters` are given).
 
         `adapters` (name -> PEFT directory) are served from the start; vLLM loads each on its first request.
+        Requests that leave sampling values out get those of `generation_config` (as `LLM.build`'s).
         """
         require_vllm()
         from transformers import AutoTokenizer
@@ -317,6 +323,7 @@ class VllmEngine:
             AsyncLLM.from_engine_args(args), AutoTokenizer.from_pretrained(model),
             max_queue=max_queue, enable_lora=enable_lora,
         )
+        engine.sampling_defaults = generation_defaults(Path(model), generation_config)
         try:
             for name, path in (adapters or {}).items():
                 engine.register_adapter(name, path)

@@ -60,6 +60,7 @@ class TrainConfig(ConfigSection):
     learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
     lr_scheduler_type: str = Field("cosine", description="transformers scheduler name: cosine, linear, constant…")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Fraction of steps spent warming up.")
+    warmup_steps: int = Field(0, ge=0, description="Warm-up updates; when set, it wins over warmup_ratio.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     num_train_epochs: float = Field(3.0, gt=0, description="Epochs (ignored when max_steps is set).")

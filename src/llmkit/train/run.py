@@ -140,7 +140,8 @@ def _training_arguments(config: TrainConfig, *, has_eval: bool) -> dict:
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,
+        # transformers 5 has one argument for both: an int counts updates, a float in [0, 1) is a ratio of them.
+        warmup_steps=config.warmup_steps or float(config.warmup_ratio),
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         num_train_epochs=config.num_train_epochs,

@@ -16,7 +16,7 @@ from llmkit.engine.structured import Grammar, GrammarConstraint
 
 
 @dataclass
-class Sequence:
+class Row:
     """One row of the batch: its token ids, its text so far and why it ended."""
 
     index: int
@@ -55,7 +55,7 @@ class Request:
     request_id: str
     prompt_ids: list[int]
     params: SamplingParams
-    sequences: list[Sequence]
+    sequences: list[Row]
     stop_strings: StopStrings
     stop_ids: frozenset[int]
     generator: torch.Generator | None = None
@@ -78,7 +78,7 @@ class Request:
         rows = params.num_beams if params.beam_search else params.num_return_sequences
         stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos else eos_ids)
         sequences = [
-            Sequence(
+            Row(
                 index=i,
                 tokens=list(prompt_ids),
                 prompt_len=len(prompt_ids),
@@ -92,8 +92,13 @@ class Request:
             )
             for i in range(rows)
         ]
-        beam = BeamSearch(params, prompt_len=len(prompt_ids), stop_ids=stop_ids) if params.beam_search else None
-        return cls(request_id, prompt_ids, params, sequences, StopStrings(params.stop), stop_ids, generator, beam)
+        stop_strings = StopStrings(params.stop, params.include_stop_str_in_output)
+        beam = None
+        if params.beam_search:
+            beam = BeamSearch(
+                params, prompt_len=len(prompt_ids), stop_ids=stop_ids, stop_strings=stop_strings, tokenizer=tokenizer
+            )
+        return cls(request_id, prompt_ids, params, sequences, stop_strings, stop_ids, generator, beam)
 
     @property
     def finished(self) -> bool:
@@ -105,7 +110,7 @@ class Request:
         for seq in self.sequences:
             seq.finish_reason = seq.finish_reason or "abort"
 
-    def append_token(self, seq: Sequence, token: int, max_len: int) -> None:
+    def append_token(self, seq: Row, token: int, max_len: int) -> None:
         """Add a sampled token to `seq`: update its text and decide whether it has finished."""
         seq.tokens.append(token)
         if seq.grammar is not None:
@@ -116,7 +121,7 @@ class Request:
             return
         delta = seq.detokenizer.push(token)
         seq.text += delta
-        stop_at = self.stop_strings.find(seq.text, len(seq.text) - len(delta))
+        stop_at = self.stop_strings.cut(seq.text, len(seq.text) - len(delta))
         if stop_at is not None:
             seq.text = seq.text[:stop_at]
             seq.finish_reason = "stop"
@@ -129,7 +134,7 @@ class Request:
         if self.error is not None:
             return RequestOutput(self.request_id, self.prompt_ids, [], True, self.error)
         if self.beam is not None and not self.aborted:
-            return self.beam.output(self)
+            return self.beam.output(self.request_id, self.prompt_ids)
         outputs = []
         for seq in self.sequences[: self.params.num_return_sequences if self.beam else None]:
             delta = seq.take_delta(self.stop_strings)
