@@ -1,4 +1,5 @@
-"""`llmkit eval compare`: a small base-vs-adapter run end to end, and bad input as one error line."""
+"""`llmkit eval compare`: a small base-vs-adapter run end to end, and bad input as one error line (`compare`,
+and the lm-eval-style task options of `mc` and `run`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ALPACA = Path(os.environ["LLMKIT_SHARED_DATA"]) / "llama-factory" / "alpaca_en_demo.json"
+DEMO = Path(__file__).resolve().parents[2] / "src" / "llmkit" / "eval" / "data" / "demo_geography.jsonl"
 
 
 @pytest.fixture
@@ -47,3 +49,20 @@ def test_bad_input_is_one_error_line(llmkit, data, tmp_path, args, message):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line, no traceback
     assert result.stderr.startswith("error: ") and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--tasks", "mmlu_*"], "no task matches 'mmlu_*'; the tasks are demo_arithmetic, demo_geography "),
+        (["mc", "--data", str(DEMO), "--num_fewshot", "6"], "has 5 worked example(s) of subject 'geography'"),
+        (["run", "--tasks", "demo_geography", "--limit", "0"], "--limit must be a count of questions or a fraction"),
+        (["mc", "--data", str(DEMO), "--chat-template", str(DEMO)], "--chat-template does not apply to eval mc"),
+    ],
+)
+def test_task_mistakes_are_one_error_line_before_any_model_loads(llmkit, tmp_path, args, message):
+    result = llmkit("eval", *args, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -167,8 +167,8 @@ def test_model_output_is_shown_as_text_and_never_runs(compare_page):
 @pytest.fixture(scope="module")
 def mc_result(tmp_path_factory) -> Evaluation:
     """`multiple_choice` on real ShopBench questions (one with "&" in it), a question whose subject and option hold
-    markup, and a ShopBench ranking record (skipped), finishing a run whose option scores were saved: the sums and
-    token counts below make the per-subject accuracies known, and no model loads."""
+    markup, and a ShopBench ranking record (skipped), finishing a run whose choice scores were saved: the
+    log-likelihoods below (with the options' lengths) make the per-subject scores known, and no model loads."""
     records = [json.loads(line) for line in SHOPBENCH.read_text(encoding="utf-8").splitlines()]
     big_and_tall = next(r for r in records if "Big & Tall" in r["input_field"])
     chosen = [r for r in records if r["task_name"] == "task2"] + [big_and_tall, HTML_QUESTION]
@@ -176,15 +176,15 @@ def mc_result(tmp_path_factory) -> Evaluation:
     folder = tmp_path_factory.mktemp("mc")
     data = folder / "questions.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chosen), encoding="utf-8")
-    saved = [  # line: (log-likelihood sums, token counts) of the options; right answers 0, 3, 1, 0
-        (1, [-3, -5, -6, -7], [2, 1, 3, 2]),  # right by sum and per token
-        (2, [-4, -9, -8, -6], [1, 3, 4, 4]),  # wrong by sum, right per token
-        (3, [-2, -1, -5, -9], [4, 1, 2, 4]),  # right by sum, wrong per token
-        (4, [-1, -3, -4, -2], [10, 3, 3, 2]),  # right: the <script> option
+    saved = [  # line: log-likelihoods of the choices, (their lengths in characters); right answers 0, 3, 1, 0
+        (1, [-5, -4, -15, -12]),  # (9, 5, 19, 11): wrong by sum, right per character
+        (2, [-9, -9, -12, -3]),  # (11, 11, 21, 10): right both ways
+        (3, [-5, -1, -9, -2]),  # (18, 6, 10, 22): right by sum, wrong per character
+        (4, [-1, -3, -4, -2]),  # letters A–D: right, the <script> option
     ]
     out = folder / "out"
     out.mkdir()
-    rows = [{"index": line, "logprobs": sums, "tokens": counts} for line, sums, counts in saved]
+    rows = [{"index": line, "logprobs": logprobs} for line, logprobs in saved]
     (out / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return multiple_choice("default", data, out, load_model=no_model)
 
@@ -194,22 +194,28 @@ def mc_page(browser, mc_result) -> Visit:
     return visit(browser, mc_result.files["html"])
 
 
+def shown(value: float | str) -> str:
+    """A score as the report shows it: three decimals, or lm-eval's "N/A" as it is."""
+    return value if isinstance(value, str) else f"{value:.3f}"
+
+
 def test_mc_report_shows_accuracy_per_subject_as_scores_json_has_it(mc_page, mc_result):
     page = mc_page.page
     assert page.title() == "Multiple choice"
     header, rows = table_after(page, "Summary")
     assert header == ["metric", "default"]  # one model: no difference column
     subjects = json.loads(mc_result.files["scores"].read_text(encoding="utf-8"))["subjects"]
-    assert rows == [[metric, f"{subjects['overall'][metric]:.3f}"] for metric in ("accuracy", "accuracy_norm")]
+    assert rows == [[metric, f"{subjects['overall'][metric]:.3f}"] for metric in ("acc", "acc_norm")]
     header, rows = table_after(page, "By subject")
-    assert header == ["subject", "questions", "accuracy", "accuracy_norm"]
+    assert header == ["subject", "questions", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr"]
     assert rows == [  # subjects sorted, then overall; the markup in a subject shown as text
-        [HTML_SUBJECT, "1", "1.000", "1.000"],
-        ["task2", "2", "0.500", "1.000"],
-        ["task5", "1", "1.000", "0.000"],
-        ["overall", "4", "0.750", "0.750"],
+        [HTML_SUBJECT, "1", "1.000", "N/A", "1.000", "N/A"],
+        ["task2", "2", "0.500", "0.500", "1.000", "0.000"],
+        ["task5", "1", "1.000", "N/A", "0.000", "N/A"],
+        ["overall", "4", "0.750", "0.250", "0.750", "0.250"],  # sqrt(0.75 · 0.25 / 3) = 0.25
     ]
-    assert rows == [[name, str(s["questions"]), f"{s['accuracy']:.3f}", f"{s['accuracy_norm']:.3f}"]
+    columns = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr")
+    assert rows == [[name, str(s["questions"]), *(shown(s[column]) for column in columns)]
                     for name, s in subjects.items()]
     assert page.locator("h2", has_text="Notes").count() == 1
     assert "not multiple-choice" in page.locator("li").first.text_content()
@@ -221,7 +227,7 @@ def test_mc_report_shows_shopbench_text_and_markup_in_questions_as_text(mc_page)
     assert page.evaluate("() => document.scripts.length") == 0
     cells = page.locator("td").all_text_contents()
     assert any("Big & Tall" in cell for cell in cells)
-    assert "<script>window.__pwned = 'mc'</script>" in cells  # the right answer of the markup question
+    assert "A. <script>window.__pwned = 'mc'</script>" in cells  # the right answer of the markup question
     assert page.locator("td b, td script").count() == 0
 
 

@@ -23,8 +23,10 @@ from rich.table import Table
 
 from llmkit.cli.console import console, err_console
 from llmkit.cli.options import MODEL_OPTIONS, add_options
+from llmkit.eval.harness_scores import RESULT_HEADER, result_rows
 from llmkit.eval.perplexity import DEFAULT_STRIDE, DEFAULT_WINDOW
 from llmkit.eval.report import summary_header, summary_rows
+from llmkit.eval.runs import EvalError
 
 if TYPE_CHECKING:
     from llmkit.api import LLM
@@ -32,6 +34,17 @@ if TYPE_CHECKING:
     from llmkit.eval.runs import Evaluation
 
 app = typer.Typer(help="Evaluate models on held-out data.", no_args_is_help=True)
+
+# lm-evaluation-harness's names work as they are (--num_fewshot, --include_path, --limit, -t, -f, -L).
+NUM_FEWSHOT = typer.Option(
+    0, "--num-fewshot", "--num_fewshot", "-f", min=0, help="Worked examples before each question, from NAME.dev.jsonl."
+)
+LIMIT = typer.Option(
+    None, "--limit", "-L", help="Score only the first N questions (of each task), or a fraction of them below 1."
+)
+INCLUDE_PATH = typer.Option(
+    [], "--include-path", "--include_path", help="A folder of NAME.jsonl task files (repeatable)."
+)
 
 
 @app.command("compare")
@@ -101,13 +114,69 @@ def ppl(
 @add_options(MODEL_OPTIONS, into="model_options")
 def mc(
     data: Path = typer.Option(..., "--data", help="JSONL: MMLU / C-Eval style questions or ShopBench records."),
+    num_fewshot: int = NUM_FEWSHOT,
+    fewshot_data: Optional[Path] = typer.Option(
+        None, "--fewshot-data", help="JSONL of worked examples for --num-fewshot; default NAME.dev.jsonl beside --data."
+    ),
+    limit: Optional[float] = LIMIT,
     out: Path = typer.Option(Path("eval/mc"), "--out", "-o", help="Output folder; a re-run resumes in it."),
     model_options: dict[str, Any] = None,
 ) -> None:
-    """Multiple-choice accuracy by the log-likelihood of each option, per subject and overall."""
+    """Multiple-choice acc and acc_norm with standard errors, by log-likelihood as lm-evaluation-harness scores MMLU."""
     from llmkit.eval.multiple_choice import multiple_choice
 
-    run_evaluation(multiple_choice, model_options, "questions", data=data, out=out)
+    _refuse_chat_template(model_options)
+    settings = {"data": data, "out": out, "num_fewshot": num_fewshot, "fewshot": fewshot_data, "limit": limit}
+    run_evaluation(multiple_choice, model_options, "questions", **settings)
+
+
+@app.command("run")
+@add_options(MODEL_OPTIONS, into="model_options")
+def run(
+    tasks: list[str] = typer.Option(
+        ..., "--tasks", "-t", help="Task names or patterns such as 'mmlu_*', comma-separated or repeated."
+    ),
+    include_path: list[Path] = INCLUDE_PATH,
+    num_fewshot: int = NUM_FEWSHOT,
+    limit: Optional[float] = LIMIT,
+    out: Path = typer.Option(Path("eval/run"), "--out", "-o", help="Output folder: one folder per task, results.json."),
+    model_options: dict[str, Any] = None,
+) -> None:
+    """Score a model on tasks by name, as `lm_eval --tasks`; writes lm-eval's results.json for all of them."""
+    from llmkit.eval.tasks import find_tasks, run_tasks, select_tasks
+
+    _refuse_chat_template(model_options)
+    chosen = select_tasks(tasks, find_tasks(include_path))
+    load, loading = _loader(model_options)
+    with answer_progress("questions") as progress:
+        result = run_tasks(
+            model_options["model"],
+            chosen,
+            out,
+            num_fewshot=num_fewshot,
+            limit=limit,
+            load_model=load,
+            loading=loading,
+            progress=progress,
+        )
+    for task, evaluation in result.evaluations.items():
+        for note in evaluation.report.notes:
+            err_console.print(f"[yellow]{escape(task)}: {escape(note)}[/]")
+    print_table(RESULT_HEADER, result_rows(result.results), f"{model_options['model']} · lm-eval results")
+    counts = (f"{task} {e.evaluated} of {len(e.report.samples)}" for task, e in result.evaluations.items())
+    console.print("newly evaluated: " + ", ".join(counts))
+    console.print(f"results: {result.path} · reports: {out}/TASK/report.html", markup=False)
+
+
+@app.command("tasks")
+def tasks(include_path: list[Path] = INCLUDE_PATH) -> None:
+    """List the tasks `llmkit eval run --tasks` knows: the built-in ones and those of --include-path folders."""
+    from llmkit.eval.questions import dev_file
+    from llmkit.eval.tasks import find_tasks
+
+    found = find_tasks(include_path)
+    rows = [[name, str(data), str(dev_file(data)) if dev_file(data).is_file() else "-"] for name, data in found.items()]
+    print_table(["task", "questions", "worked examples"], rows, f"{len(rows)} tasks")
 
 
 @app.command("gen")
@@ -138,24 +207,28 @@ def run_evaluation(
     """Run an evaluation function on the model the options name (loaded with engine rows for `batch` requests)
     with a progress bar counting `noun`, then print what it found."""
     model = model_options["model"]
-    load = partial(_load, model_options, batch)
-    # How the model is loaded is part of the run: a re-run with another adapter or dtype must not reuse its rows.
-    loading = json.loads(json.dumps({k: v for k, v in model_options.items() if k != "model"}, default=str))
+    load, loading = _loader(model_options, batch)
     with answer_progress(noun) as progress:
         result = evaluate(model, load_model=load, loading=loading, progress=partial(progress, model), **settings)
     show(result)
 
 
 def show(result: Evaluation) -> None:
-    """Print an evaluation: its notes, summary and breakdown tables, what it did now, where the reports are."""
+    """Print an evaluation: its notes, summary (lm-eval's table where it has one) and breakdown tables, what it did
+    now, where the reports are."""
     report = result.report
     for note in report.notes:
         err_console.print(f"[yellow]{escape(note)}[/]")
-    print_table(summary_header(report), summary_rows(report), f"{len(report.samples)} records")
+    if result.harness:
+        print_table(RESULT_HEADER, result_rows(result.harness), f"{len(report.samples)} records")
+    else:
+        print_table(summary_header(report), summary_rows(report), f"{len(report.samples)} records")
     for table in report.tables:
         print_table(table.header, table.rows, table.title)
     console.print(f"newly evaluated: {result.evaluated} of {len(report.samples)}")
     console.print(f"report: {result.files['markdown']} · {result.files['html']}", markup=False)
+    if "harness" in result.files:
+        console.print(f"results (lm-eval's shape): {result.files['harness']}", markup=False)
 
 
 def print_table(header: list[str], rows: list[list[str]], title: str) -> None:
@@ -164,6 +237,23 @@ def print_table(header: list[str], rows: list[list[str]], title: str) -> None:
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
+
+
+def _loader(model_options: dict[str, Any], batch: int = 1) -> tuple[Callable[[str], LLM], dict[str, Any]]:
+    """How the library loads a model with the command's options (engine rows for `batch` requests), and those
+    options as plain JSON: how the model is loaded is part of a run, so a re-run with another adapter or dtype
+    does not reuse its rows."""
+    loading = json.loads(json.dumps({k: v for k, v in model_options.items() if k != "model"}, default=str))
+    return partial(_load, model_options, batch), loading
+
+
+def _refuse_chat_template(model_options: dict[str, Any]) -> None:
+    """Multiple-choice prompts are plain text (lm-eval's default): a chat template given for them would be unused."""
+    if model_options.get("chat_template"):
+        raise EvalError(
+            "--chat-template does not apply to eval mc / eval run: their prompts are plain text, as lm-eval's "
+            "without --apply_chat_template; leave it out"
+        )
 
 
 def _load(model_options: dict[str, Any], max_batch_size: int, model: str) -> LLM:

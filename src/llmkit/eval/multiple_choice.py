@@ -1,25 +1,38 @@
 """Multiple-choice questions scored by log-likelihood, as lm-evaluation-harness scores MMLU-style tasks.
 
-The model reads the prompt; each option is scored as its continuation, the sum of its tokens' log-probabilities,
-and the likeliest option is the model's answer. A second accuracy divides each sum by the option's token count, so a
-long option is not penalised for its length. Nothing is generated, so the scores are exact and need no parsing.
-
-Records: MMLU / C-Eval style (`question`; options as a `choices` list or `A`, `B`, … keys; `answer` as a letter or
-an index; optional `subject`), or ShopBench's (`input_field` lists the options as lines "0. …" and ends with
-"Answer: ", `output_field` is the index, `task_name` the subject; its other task types are skipped).
+The model reads the prompt (description, worked examples, question up to "Answer:"); each choice is scored as its
+continuation (" A"), the sum of its tokens' log-probabilities. `acc` takes the likeliest choice, `acc_norm` the
+likeliest per character of the choice, both as lm-eval computes them (`llmkit.eval.harness_scores`). Nothing is
+generated, so the scores are exact and need no parsing. Records and prompts: `llmkit.eval.questions`.
 """
 
 from __future__ import annotations
 
-import re
-import string
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from llmkit.eval.harness_scores import (
+    METRICS,
+    aggregate,
+    merge_results,
+    predictions,
+    run_config,
+    sample_size,
+    task_results,
+)
+from llmkit.eval.questions import (
+    FEWSHOT_DELIMITER,
+    PROMPT_VERSION,
+    TARGET_DELIMITER,
+    Question,
+    dev_file,
+    to_question,
+    worked_example,
+)
 from llmkit.eval.report import Report, Sample, Table
-from llmkit.eval.runs import EvalError, EvalRun, Evaluation, OtherTask, Progress, load_items, load_llm, text_field
+from llmkit.eval.runs import EvalError, EvalRun, Evaluation, Progress, load_items, load_llm
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -33,78 +46,80 @@ class ContinuationLogprobs(Protocol):
     def __call__(self, ids: list[int], *, start: int) -> list[float]: ...
 
 
-METRICS = ("accuracy", "accuracy_norm")
-_LISTED_OPTION = re.compile(r"(\d+)\.\s+(\S.*)")
-
-
-@dataclass(frozen=True)
-class Question:
-    """A question as the model sees it: the prompt, the options that may continue it, the right option's index."""
-
-    index: int  # the record's line in the data file
-    subject: str
-    prompt: str
-    options: list[str]
-    answer: int
-
-
-def to_question(index: int, record: dict) -> Question:
-    """The question a record holds, in either record style (see the module docstring)."""
-    if "is_multiple_choice" in record:
-        return _shopbench_question(index, record)
-    prompt = f"{text_field(record, 'question').strip()}\nAnswer: "
-    options = _record_options(record)
-    subject = str(record.get("subject") or "all")
-    return Question(index, subject, prompt, options, answer_index(record.get("answer"), len(options), "answer"))
-
-
-def listed_options(text: str) -> list[str]:
-    """The options a prompt lists as consecutive lines "0. …", "1. …", … (the last such list in the text)."""
-    found: list[str] = []
-    current: list[str] | None = None
-    for line in text.splitlines():
-        match = _LISTED_OPTION.fullmatch(line.strip())
-        if match and int(match[1]) == 0:
-            current = [match[2]]
-        elif match and current is not None and int(match[1]) == len(current):
-            current.append(match[2])
-        else:
-            current = None
-            continue
-        if len(current) >= 2:
-            found = current
-    return list(found)
-
-
-def answer_index(value: object, count: int, key: str) -> int:
-    """The right option's index from a letter ("B") or an index (1), checked against the `count` options."""
-    letters = string.ascii_uppercase[:count]
-    if isinstance(value, str) and len(value.strip()) == 1 and value.strip().upper() in letters:
-        return letters.index(value.strip().upper())
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < count:
-        return value
-    raise EvalError(f"{key!r} must be a letter A–{letters[-1]} or an index 0–{count - 1} of the options, not {value!r}")
+def fewshot_context(question: Question, examples: Sequence[Question], num_fewshot: int, *, source: str) -> str:
+    """The prompt of a question: its description, the first `num_fewshot` worked examples of its subject (lm-eval's
+    `first_n` sampler; the question itself excluded when the examples come from its own file), the question."""
+    shots = [e for e in examples if e.subject == question.subject and e is not question][:num_fewshot]
+    if len(shots) < num_fewshot:
+        raise EvalError(
+            f"--num-fewshot {num_fewshot}: {source} has {len(shots)} worked example(s) of subject "
+            f"{question.subject!r}: lower --num-fewshot or add examples"
+        )
+    return question.description + "".join(worked_example(shot) for shot in shots) + question.text
 
 
 def option_logprobs(
-    tokenizer: PreTrainedTokenizerBase, logprobs: ContinuationLogprobs, prompt: str, options: Sequence[str]
-) -> list[tuple[float, int]]:
-    """(sum of log-probabilities, token count) of each option as the continuation of `prompt`.
-
-    The prompt's trailing whitespace moves to the start of each option ("Answer:", " B"), as word-level tokenizers
-    join a space to the word after it; the option's tokens are those the whole text has beyond the prompt's.
-    `logprobs(ids, start=n)` scores tokens n.. only, so a backend with a prefix cache computes the prompt once.
+    tokenizer: PreTrainedTokenizerBase, logprobs: ContinuationLogprobs, context: str, continuations: Sequence[str]
+) -> list[float]:
+    """The log-likelihood of each continuation after `context`, tokenised as lm-eval's `_encode_pair`: the context's
+    trailing whitespace moves to the continuation, and the continuation's tokens are those the whole text has
+    beyond the context's. `logprobs(ids, start=n)` scores tokens n.. only, so a backend with a prefix cache
+    computes the shared context once.
     """
-    context = prompt.rstrip()
-    context_length = len(tokenizer.encode(context))
+    stripped = context.rstrip()
+    context_length = len(tokenizer.encode(stripped))
     scores = []
-    for option in options:
-        ids = tokenizer.encode(context + prompt[len(context) :] + option)
+    for continuation in continuations:
+        ids = tokenizer.encode(context + continuation)
         if len(ids) <= context_length:
-            raise EvalError(f"option {option!r} adds no tokens to the prompt")
-        continuation = logprobs(ids, start=context_length)
-        scores.append((sum(continuation), len(continuation)))
+            raise EvalError(f"choice {continuation!r} adds no tokens to the prompt")
+        scores.append(sum(logprobs(ids, start=context_length)))
     return scores
+
+
+@dataclass(frozen=True)
+class Task:
+    """A multiple-choice task ready to score: its questions (the first `limit` of the file's) and their prompts."""
+
+    name: str
+    data: Path
+    questions: list[Question]
+    total: int  # questions in the file, before --limit
+    notes: list[str]  # the records of other tasks that were skipped
+    prompts: dict[int, str]  # by question index: description, worked examples, question
+    num_fewshot: int
+    fewshot: Path | None
+    limit: float | None
+
+
+def load_task(
+    data: Path,
+    *,
+    name: str | None = None,
+    num_fewshot: int = 0,
+    fewshot: Path | None = None,
+    limit: float | None = None,
+) -> Task:
+    """The questions of `data` (JSONL) and their prompts after `num_fewshot` worked examples from `fewshot`
+    (default: NAME.dev.jsonl beside it); read before any model loads, so mistakes in them cost nothing."""
+    questions, notes = load_items(data, to_question)
+    kept = questions[: sample_size(len(questions), limit)]
+    if fewshot and not num_fewshot:
+        raise EvalError(f"--fewshot-data {fewshot} is used only with --num-fewshot K: give K, or leave the file out")
+    examples: list[Question] = []
+    if num_fewshot:
+        if fewshot is None:
+            fewshot = dev_file(data)
+            if not fewshot.is_file():
+                raise EvalError(
+                    f"--num-fewshot {num_fewshot} needs worked examples: put them in {fewshot} "
+                    "(NAME.dev.jsonl beside NAME.jsonl), or name another file with --fewshot-data"
+                )
+        # lm-eval's rule when the few-shot split is the test split: a question is never its own example.
+        examples = questions if fewshot.resolve() == data.resolve() else load_items(fewshot, to_question)[0]
+    prompts = {q.index: fewshot_context(q, examples, num_fewshot, source=str(fewshot)) for q in kept}
+    name = name or data.name.removesuffix(".jsonl")
+    return Task(name, data, kept, len(questions), notes, prompts, num_fewshot, fewshot, limit)
 
 
 def multiple_choice(
@@ -112,121 +127,122 @@ def multiple_choice(
     data: Path,
     out: Path,
     *,
+    num_fewshot: int = 0,
+    fewshot: Path | None = None,
+    limit: float | None = None,
     load_model: Callable[[str], LLM] = load_llm,
     loading: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> Evaluation:
-    """Answer every question of `data` (JSONL) by log-likelihood with `model`; write results.jsonl, scores.json,
-    report.md and report.html into `out`, resuming the questions a previous run there scored."""
-    questions, notes = load_items(data, to_question)
-    run = EvalRun(out, {"model": model, "loading": loading or {}, "data": str(data.resolve())})
+    """`score_task` on the task of one data file (see `load_task`)."""
+    task = load_task(data, num_fewshot=num_fewshot, fewshot=fewshot, limit=limit)
+    return score_task(model, task, out, load_model=load_model, loading=loading, progress=progress)
+
+
+def score_task(
+    model: str,
+    task: Task,
+    out: Path,
+    *,
+    load_model: Callable[[str], LLM] = load_llm,
+    loading: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Answer a task's questions by log-likelihood with `model`; write results.jsonl, scores.json, results.json
+    (lm-eval's shape), report.md and report.html into `out`, resuming the questions a previous run there scored."""
+    loading = loading or {}
+    settings = {"model": model, "loading": loading, "data": str(task.data.resolve())}
+    settings |= {"prompt_version": PROMPT_VERSION, "num_fewshot": task.num_fewshot}
+    settings |= {"fewshot": str(task.fewshot.resolve()) if task.fewshot else None}
+    run = EvalRun(out, settings)
+    questions = task.questions
     pending = run.pending(questions)
     if pending:
         llm = load_model(model)
 
         def evaluate(batch: list[Question]) -> list[dict]:
-            scores = [_scored_options(llm, question, data) for question in batch]
-            return [{"logprobs": [s for s, _ in pairs], "tokens": [n for _, n in pairs]} for pairs in scores]
+            return [{"logprobs": _scored_choices(llm, task.prompts[q.index], q, task.data)} for q in batch]
 
         run.complete(pending, evaluate, progress=progress)
-    chosen = [_chosen(run.rows[question.index]) for question in questions]
-    correct = [{m: float(pick == q.answer) for m, pick in zip(METRICS, picks)} for q, picks in zip(questions, chosen)]
+    picks = [predictions(run.rows[q.index]["logprobs"], q.choices) for q in questions]
+    correct = [{m: float(pick[m] == q.answer) for m in METRICS} for q, pick in zip(questions, picks)]
     subjects = _by_subject(questions, correct)
-    summary = {metric: {model: subjects["overall"][metric]} for metric in METRICS}
-    samples = [
-        Sample(q.index, _texts(q, picks), {model: scores}) for q, picks, scores in zip(questions, chosen, correct)
-    ]
-    details = {"model": model, "data": str(data), "questions": str(len(questions))}
-    header = ["subject", "questions", *METRICS]
-    rows = [[subject, str(s["questions"]), *(f"{s[m]:.3f}" for m in METRICS)] for subject, s in subjects.items()]
-    report = Report("Multiple choice", [model], summary, samples, details, notes, [Table("By subject", header, rows)])
-    scores = {"questions": len(questions), "skipped": notes, "summary": summary, "subjects": subjects}
+    summary = {metric: {model: float(subjects["overall"][metric])} for metric in METRICS}
+    samples = [Sample(q.index, _texts(q, pick), {model: c}) for q, pick, c in zip(questions, picks, correct)]
+    details = {"model": model, "data": str(task.data), "questions": str(len(questions))}
+    details["num_fewshot"] = str(task.num_fewshot)
+    columns = [f"{metric}{part}" for metric in METRICS for part in ("", "_stderr")]
+    rows = [[subject, str(s["questions"]), *(_cell(s[c]) for c in columns)] for subject, s in subjects.items()]
+    table = Table("By subject", ["subject", "questions", *columns], rows)
+    report = Report("Multiple choice", [model], summary, samples, details, task.notes, [table])
+    scores = {"questions": len(questions), "skipped": task.notes, "summary": summary, "subjects": subjects}
     scores["rows"] = [
-        {**run.rows[q.index], "answer": q.answer, "chosen": picks[0], "chosen_norm": picks[1]}
-        for q, picks in zip(questions, chosen)
+        {**run.rows[q.index], "answer": q.answer, "chosen": pick["acc"], "chosen_norm": pick["acc_norm"]}
+        for q, pick in zip(questions, picks)
     ]
-    return run.finish(report, scores, len(pending))
-
-
-def _shopbench_question(index: int, record: dict) -> Question:
-    if record["is_multiple_choice"] is not True:
-        raise OtherTask("that are not multiple-choice (is_multiple_choice false)")
-    prompt = text_field(record, "input_field")
-    options = listed_options(prompt)
-    if not options:
-        raise OtherTask("that list no options as lines '0. …', '1. …'")
-    return Question(
-        index,
-        str(record.get("task_name") or "shopbench"),
-        prompt,
-        options,
-        answer_index(record.get("output_field"), len(options), "output_field"),
+    overall = {key: value for key, value in subjects["overall"].items() if key != "questions"}
+    part = task_results(
+        task.name, overall, count=len(questions), total=task.total, num_fewshot=task.num_fewshot, config=_config(task)
     )
+    harness = merge_results([part], run_config(model, loading, task.limit))
+    return run.finish(report, scores, len(pending), harness=harness)
 
 
-def _record_options(record: dict) -> list[str]:
-    """The options of an MMLU-style record: its `choices` list, else its `A`, `B`, … keys in order."""
-    if "choices" in record:
-        options = record["choices"]
-        if not isinstance(options, list):
-            raise EvalError(f"'choices' must be a list of options, not {type(options).__name__}")
-    else:
-        letters = [letter for letter in string.ascii_uppercase if letter in record]
-        if letters != list(string.ascii_uppercase[: len(letters)]):
-            raise EvalError(f"option keys must run A, B, C, … without gaps; found {', '.join(letters) or 'none'}")
-        options = [record[letter] for letter in letters]
-    if len(options) < 2:
-        raise EvalError("a question needs at least two options: a 'choices' list or keys 'A', 'B', …")
-    if not all(isinstance(option, str) and option.strip() for option in options):
-        raise EvalError(f"every option must be non-empty text: {options!r}")
-    return options
+def _config(task: Task) -> dict[str, Any]:
+    """The task's entry under "configs", in lm-eval's task-config keys."""
+    return {
+        "task": task.name,
+        "dataset_path": str(task.data),
+        "fewshot_path": str(task.fewshot) if task.fewshot else None,
+        "output_type": "multiple_choice",
+        "num_fewshot": task.num_fewshot,
+        "fewshot_config": {"sampler": "first_n"},
+        "target_delimiter": TARGET_DELIMITER,
+        "fewshot_delimiter": FEWSHOT_DELIMITER,
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in METRICS],
+        "metadata": {"version": PROMPT_VERSION},
+    }
 
 
-def _scored_options(llm: LLM, question: Question, data: Path) -> list[tuple[float, int]]:
-    """`option_logprobs` of one question by the model, refusing a text longer than the model's context."""
+def _scored_choices(llm: LLM, context: str, question: Question, data: Path) -> list[float]:
+    """`option_logprobs` of one question's choices by the model, refusing a text longer than the model's context."""
 
     def logprobs(ids: list[int], start: int = 0) -> list[float]:
         if len(ids) > llm.engine.max_seq_len:
             raise EvalError(
-                f"{data} line {question.index}: prompt and option take {len(ids)} tokens, over the model's context "
-                f"of {llm.engine.max_seq_len}: raise --max-seq-len"
+                f"{data} line {question.index}: prompt and choice take {len(ids)} tokens, over the model's context "
+                f"of {llm.engine.max_seq_len}: raise --max-seq-len or lower --num-fewshot"
             )
         return llm.prompt_logprobs(ids, start=start)
 
-    return option_logprobs(llm.tokenizer, logprobs, question.prompt, question.options)
+    continuations = [TARGET_DELIMITER + choice for choice in question.choices]
+    return option_logprobs(llm.tokenizer, logprobs, context, continuations)
 
 
-def _chosen(row: dict) -> tuple[int, int]:
-    """The option with the highest log-likelihood, and the one with the highest per token."""
-    sums, counts = row["logprobs"], row["tokens"]
-    by_sum = max(range(len(sums)), key=lambda i: sums[i])
-    by_mean = max(range(len(sums)), key=lambda i: sums[i] / counts[i])
-    return by_sum, by_mean
-
-
-def _by_subject(questions: Sequence[Question], correct: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Question count and mean of each metric per subject, subjects sorted, then "overall"."""
+def _by_subject(questions: Sequence[Question], correct: Sequence[dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Question count, and each metric's mean and standard error per subject, subjects sorted, then "overall"."""
     groups: dict[str, list[dict[str, float]]] = {}
     for question, scores in zip(questions, correct):
         groups.setdefault(question.subject, []).append(scores)
     groups = dict(sorted(groups.items())) | {"overall": list(correct)}
-    return {
-        subject: {"questions": len(group), **{m: _mean(s[m] for s in group) for m in METRICS}}
-        for subject, group in groups.items()
-    }
+    return {subject: {"questions": len(group), **aggregate(group)} for subject, group in groups.items()}
 
 
-def _texts(question: Question, picks: tuple[int, int]) -> dict[str, str]:
-    options = question.options
+def _texts(question: Question, pick: dict[str, int]) -> dict[str, str]:
     return {
         "subject": question.subject,
-        "prompt": question.prompt,
-        "answer": options[question.answer],
-        "chosen": options[picks[0]],
-        "chosen (per token)": options[picks[1]],
+        "question": question.text,
+        "answer": _shown(question, question.answer),
+        "chosen": _shown(question, pick["acc"]),
+        "chosen (per character)": _shown(question, pick["acc_norm"]),
     }
 
 
-def _mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values)
+def _shown(question: Question, choice: int) -> str:
+    """A choice as people read it: "B. Paris" for a letter, the option itself when the option is the choice."""
+    letter, option = question.choices[choice], question.options[choice]
+    return option if letter == option else f"{letter}. {option}"
+
+
+def _cell(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:.3f}"

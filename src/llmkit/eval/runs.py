@@ -3,7 +3,8 @@ folder that a re-run resumes, and the scores and reports written at the end.
 
 The folder holds `run.json` (the settings the run started with: a different run is refused), `results.jsonl` (one
 row per finished record, appended chunk by chunk, so an interrupted run loses at most one chunk), then `scores.json`,
-`report.md` and `report.html`, all computed from the saved rows.
+`report.md`, `report.html` and, for tasks lm-evaluation-harness also scores, `results.json` in its shape, all
+computed from the saved rows.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from llmkit.atomic import atomic_text
 from llmkit.errors import LLMKitError
 from llmkit.eval.report import Report, write_report
 from llmkit.jsonl import JsonlAppender, read_jsonl
@@ -51,11 +53,13 @@ Item = TypeVar("Item", bound=Indexed)
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What an evaluation did: its report, how many records it evaluated now (the rest were saved), its files."""
+    """What an evaluation did: its report, how many records it evaluated now (the rest were saved), its files, and
+    its scores in lm-evaluation-harness's results shape where the task has one (results.json)."""
 
     report: Report
     evaluated: int
     files: dict[str, Path]
+    harness: dict[str, Any] | None = None
 
 
 def read_records(path: Path) -> list[tuple[int, dict]]:
@@ -173,11 +177,22 @@ class EvalRun:
         if progress:
             progress(len(items), len(items))
 
-    def finish(self, report: Report, scores: dict[str, Any], evaluated: int) -> Evaluation:
-        """Write scores.json (the settings, then `scores`), report.md and report.html; the run's outcome."""
+    def finish(
+        self, report: Report, scores: dict[str, Any], evaluated: int, *, harness: dict[str, Any] | None = None
+    ) -> Evaluation:
+        """Write scores.json (the settings, then `scores`), report.md, report.html, and results.json when the
+        scores have lm-evaluation-harness's shape too (`harness`); the run's outcome."""
         path = self.out / "scores.json"
-        path.write_text(json.dumps({**self.settings, **scores}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(path, {**self.settings, **scores})
         markdown, page = write_report(report, self.out)
-        return Evaluation(
-            report, evaluated, {"results": self.results, "scores": path, "markdown": markdown, "html": page}
-        )
+        files = {"results": self.results, "scores": path, "markdown": markdown, "html": page}
+        if harness is not None:
+            files["harness"] = write_json(self.out / "results.json", harness)
+        return Evaluation(report, evaluated, files, harness)
+
+
+def write_json(path: Path, value: Any) -> Path:
+    """`value` as indented UTF-8 JSON in `path` (non-ASCII text kept readable), written whole or not at all."""
+    with atomic_text(path) as out:
+        out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    return path
