@@ -20,9 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from llmkit.api import LLM
 from llmkit.engine.async_engine import AsyncEngine
-from llmkit.serve import chat, completions, embeddings, moderation, models, rag
+from llmkit.serve import chat, completions, embeddings, models, moderation, rag
 from llmkit.serve.body_limit import BodySizeLimit
-from llmkit.serve.errors import PermissionDeniedError, add_exception_handlers, api_key_check
+from llmkit.serve.engine_client import ServingEngine
+from llmkit.serve.errors import (
+    PermissionDeniedError,
+    add_exception_handlers,
+    api_key_check,
+)
+from llmkit.serve.metrics import RequestCounter, ServerMetrics
 from llmkit.serve.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -46,8 +52,7 @@ from llmkit.serve.protocol import (
     TokenizeResponse,
     UnloadAdapterRequest,
 )
-from llmkit.serve.metrics import RequestCounter, ServerMetrics
-from llmkit.serve.serving import ServingContext, ServingEngine
+from llmkit.serve.serving import ServingContext
 
 if TYPE_CHECKING:
     from llmkit.safety import SafetyPolicy

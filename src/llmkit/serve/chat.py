@@ -41,16 +41,8 @@ from llmkit.serve.protocol import (
     TopLogprob,
     UsageInfo,
 )
-from llmkit.serve.serving import (
-    RequestLog,
-    Sampling,
-    ServedModel,
-    ServingContext,
-    event_stream,
-    final_outputs,
-    sse,
-    usage,
-)
+from llmkit.serve.serving import Sampling, ServedModel, ServingContext
+from llmkit.serve.streaming import RequestLog, event_stream, final_outputs, sse, usage
 
 
 async def create_chat_completion(

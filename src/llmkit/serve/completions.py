@@ -20,7 +20,8 @@ from llmkit.serve.protocol import (
     CompletionResponse,
     UsageInfo,
 )
-from llmkit.serve.serving import RequestLog, Sampling, ServingContext, event_stream, final_outputs, sse, usage
+from llmkit.serve.serving import Sampling, ServingContext
+from llmkit.serve.streaming import RequestLog, event_stream, final_outputs, sse, usage
 
 
 async def create_completion(ctx: ServingContext, request: CompletionRequest) -> CompletionResponse | AsyncIterator[str]:

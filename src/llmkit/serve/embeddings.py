@@ -9,7 +9,12 @@ import struct
 from llmkit.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder
 from llmkit.errors import LLMKitError
 from llmkit.serve.errors import invalid
-from llmkit.serve.protocol import EmbeddingData, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
+from llmkit.serve.protocol import (
+    EmbeddingData,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+)
 from llmkit.serve.serving import ServingContext
 
 

@@ -19,7 +19,12 @@ from llmkit.safety.policy import Blocked, Decision, SafetyPolicy
 from llmkit.safety.streaming import SentenceGate
 from llmkit.safety.verdict import Message, Role
 from llmkit.serve.errors import invalid
-from llmkit.serve.protocol import ChatMessage, ModerationRequest, ModerationResponse, ModerationResult
+from llmkit.serve.protocol import (
+    ChatMessage,
+    ModerationRequest,
+    ModerationResponse,
+    ModerationResult,
+)
 from llmkit.serve.serving import ServingContext
 
 MODERATION_MODEL = "llmkit-safety"  # the model a moderation response names when the request names none

@@ -10,12 +10,27 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import jsonschema
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
-from llmkit.engine.params import GREEDY_BELOW, MAX_LOGIT_BIAS, ResponseFormat
+from llmkit.engine.params import (
+    GREEDY_BELOW,
+    MAX_LOGIT_BIAS,
+    ResponseFormat,
+    SamplingParams,
+)
+from llmkit.engine.sampling_defaults import resolve_sampling
+from llmkit.errors import InvalidRequestError
 
 FinishReason = Literal["stop", "length", "abort", "tool_calls", "content_filter"]
 INT64 = 2**63
@@ -169,6 +184,44 @@ class SamplingRequest(RequestModel):
     def _tiny_temperature_is_greedy(cls, value: float | None) -> float | None:
         """A temperature too small to divide logits by decodes greedily, as 0 does."""
         return 0.0 if value is not None and value < GREEDY_BELOW else value
+
+    def to_sampling_params(
+        self, max_tokens: int, logprobs: int | None, defaults: Mapping[str, float]
+    ) -> SamplingParams:
+        """This request's engine parameters (vLLM's `to_sampling_params`): sampling values it leaves out take the
+        model's `defaults`, temperature 0 decodes greedily, beam search ignores the temperature, and a greedy
+        request for `n` > 1 decodes once (the server copies the answer)."""
+        beams = self.num_beams or (self.n if self.use_beam_search else 1)
+        if beams > 1 and self.n > beams:
+            raise InvalidRequestError(f"n ({self.n}) must be <= num_beams ({beams})", param="n")
+        given = dict(
+            temperature=self.temperature if beams == 1 else None,
+            top_p=self.top_p,
+            top_k=max(self.top_k, 0) if self.top_k is not None else None,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            num_beams=beams,
+        )
+        kwargs = resolve_sampling(given, defaults)
+        greedy = beams == 1 and not kwargs.get("do_sample", False)
+        return SamplingParams.create(
+            **kwargs,
+            max_new_tokens=max_tokens,
+            min_new_tokens=self.min_tokens,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            length_penalty=self.length_penalty,
+            num_return_sequences=1 if greedy else self.n,
+            stop=self.stop,
+            include_stop_str_in_output=self.include_stop_str_in_output,
+            stop_token_ids=self.stop_token_ids or [],
+            logit_bias=self.logit_bias or {},
+            ignore_eos=self.ignore_eos,
+            seed=self.seed,
+            logprobs=logprobs,
+            skip_special_tokens=self.skip_special_tokens,
+            response_format=self.response_format,
+        )
 
     def logged_fields(self) -> dict[str, Any]:
         """The output-neutral fields this request set, for its line in the request log."""

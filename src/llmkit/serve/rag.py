@@ -14,7 +14,12 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from llmkit.rag.answer import DEFAULT_MIN_SIMILARITY, NOT_FOUND, build_messages, relevant_hits
+from llmkit.rag.answer import (
+    DEFAULT_MIN_SIMILARITY,
+    NOT_FOUND,
+    build_messages,
+    relevant_hits,
+)
 from llmkit.rag.knowledge_base import Hit, KnowledgeBase
 from llmkit.rag.store import Filters
 from llmkit.serve.chat import message_text
@@ -35,7 +40,7 @@ from llmkit.serve.protocol import (
     RagSource,
     UsageInfo,
 )
-from llmkit.serve.serving import SSE_DONE, sse
+from llmkit.serve.streaming import SSE_DONE, sse
 
 RAG_PREFIX = "rag:"
 RAG_CONTEXT_CHUNKS = 4  # chunks given to a rag:{kb} model: enough to answer, few enough for a small context

@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 from llmkit.engine.adapters import check_adapter_name
 from llmkit.engine.async_engine import QueueFullError
 from llmkit.engine.checks import check_params, check_prompt
-from llmkit.engine.outputs import CompletionOutput, FinishReason, RequestOutput, TokenLogprob
+from llmkit.engine.outputs import (
+    CompletionOutput,
+    FinishReason,
+    RequestOutput,
+    TokenLogprob,
+)
 from llmkit.engine.params import ResponseFormat, SamplingParams
 from llmkit.engine.sampling_defaults import NEUTRAL, generation_defaults
 from llmkit.errors import InvalidRequestError, LLMKitError, ModelNotFoundError
