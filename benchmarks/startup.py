@@ -22,6 +22,16 @@ from pathlib import Path
 from _report import markdown_table, print_table, report_section, write_section
 
 PROMPT = "The capital of France is"
+LOAD_TWICE = """
+import sys, time
+from llmkit.models import load
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    load(sys.argv[1])
+    times.append(time.perf_counter() - start)
+print(*times)
+"""
 HEADERS = ["Start", "Seconds"]
 
 
@@ -33,11 +43,23 @@ def timed_start(model: str, extra: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def load_times(model: str) -> tuple[float, float]:
+    """Seconds of `llmkit.models.load` in a fresh process: the first call (transformers' modelling code imported on
+    first use included) and a second one."""
+    done = subprocess.run([sys.executable, "-c", LOAD_TWICE, model], check=True, capture_output=True, text=True)
+    first, second = map(float, done.stdout.split())
+    return first, second
+
+
 def measure(model: str) -> list[list[str]]:
-    """Rows: warm start without compile, first compiled start (empty cache), second compiled start."""
+    """Rows: model load (first and second in a process), warm start without compile, first compiled start (empty
+    cache), second compiled start."""
     env = dict(os.environ)
     timed_start(model, [], env)  # fills the conversion cache
-    rows = [["warm, no --compile", f"{timed_start(model, [], env):.1f}"]]
+    first, second = load_times(model)
+    rows = [["model load, first in a process (imports included)", f"{first:.1f}"],
+            ["model load, second in the process", f"{second:.1f}"],
+            ["warm, no --compile", f"{timed_start(model, [], env):.1f}"]]
     with tempfile.TemporaryDirectory() as cache:
         env["TORCHINDUCTOR_CACHE_DIR"] = cache
         rows.append(["--compile, first start (empty compile cache)", f"{timed_start(model, ['--compile'], env):.1f}"])
