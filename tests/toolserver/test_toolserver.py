@@ -64,7 +64,7 @@ def test_places_by_name_or_alias_in_any_case_each_once_with_the_missing_names(cl
 
 def test_places_errors(client):
     assert "no place is named Atlantis, 亚特兰蒂斯" in error(client.get("/places?names=Atlantis,亚特兰蒂斯"), 404)["message"]
-    assert error(client.get("/places"), 400)["message"] == "invalid request: query.names: Field required"
+    assert error(client.get("/places"), 400)["message"] == "invalid request: query.names: required"
     assert error(client.get("/places", params={"names": " , ，"}), 400)["message"] == (
         "names: give one or more names separated by commas"
     )
@@ -122,7 +122,7 @@ def test_invalid_places_are_400_naming_the_field(client, change, message):
 @pytest.mark.parametrize("missing", ["name", "longitude", "latitude"])
 def test_a_place_without_a_required_field_is_400(client, missing):
     place = {key: value for key, value in CAMP.items() if key != missing}
-    assert error(client.post("/places", json=place), 400)["message"] == f"invalid request: {missing}: Field required"
+    assert error(client.post("/places", json=place), 400)["message"] == f"invalid request: {missing}: required"
 
 
 def test_a_body_that_is_not_json_is_400(client):
