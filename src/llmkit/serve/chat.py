@@ -41,7 +41,7 @@ from llmkit.serve.protocol import (
     TopLogprob,
     UsageInfo,
 )
-from llmkit.serve.serving import Sampling, ServedModel, ServingContext
+from llmkit.serve.serving import SamplingPlan, ServedModel, ServingContext
 from llmkit.serve.streaming import RequestLog, event_stream, final_outputs, sse, usage
 
 
@@ -73,9 +73,9 @@ async def create_chat_completion(
     blocked = {out.index: await moderation.answer_blocked(ctx, out.text, context) for out in result.outputs}
     echo = _echo(request)
     choices = [
-        _filtered(out.index + copy) if blocked[out.index] else _choice(ctx, request, plan, out, out.index + copy, echo)
+        _filtered(index) if blocked[out.index] else _choice(ctx, request, plan, out, index, echo)
         for out in result.outputs
-        for copy in range(sampling.copies)
+        for index in sampling.choice_indices(0, out.index)
     ]
     log.usage = usage([prompt], result.outputs, sampling.copies)
     log.done()
@@ -226,7 +226,7 @@ def _call_id() -> str:
 
 async def _chunks(
     ctx: ServingContext, request: ChatCompletionRequest, plan: ToolPrompt, prompt: list[int],
-    stream: AsyncIterator[tuple[int, RequestOutput]], sampling: Sampling, log: RequestLog,
+    stream: AsyncIterator[tuple[int, RequestOutput]], sampling: SamplingPlan, log: RequestLog,
 ) -> AsyncIterator[str]:
     """The chunk events: role first, content deltas, one finish chunk per choice, then usage if asked.
 
@@ -246,8 +246,8 @@ async def _chunks(
 
     def finish(index: int, reason: str) -> str:
         return chunk([
-            ChatCompletionChunkChoice(index=index + c, delta=DeltaMessage(), finish_reason=reason)
-            for c in range(sampling.copies)
+            ChatCompletionChunkChoice(index=choice, delta=DeltaMessage(), finish_reason=reason)
+            for choice in sampling.choice_indices(0, index)
         ])
 
     def call_delta(piece: CallPiece) -> DeltaMessage:
@@ -275,7 +275,7 @@ async def _chunks(
                     if await moderation.answer_blocked(ctx, out.text, context):
                         yield finish(out.index, "content_filter")
                     else:
-                        yield chunk([_whole_chunk(ctx, request, plan, out, out.index + c) for c in range(sampling.copies)])
+                        yield chunk([_whole_chunk(ctx, request, plan, out, i) for i in sampling.choice_indices(0, out.index)])
                 continue
             logprobs = None
             if request.logprobs and out.logprobs:
@@ -291,19 +291,19 @@ async def _chunks(
                 content, blocked = await guards[out.index].feed(out.delta, done)
             if content or (logprobs and logprobs.content):
                 yield chunk([
-                    ChatCompletionChunkChoice(index=out.index + c, delta=DeltaMessage(content=content), logprobs=logprobs)
-                    for c in range(sampling.copies)
+                    ChatCompletionChunkChoice(index=index, delta=DeltaMessage(content=content), logprobs=logprobs)
+                    for index in sampling.choice_indices(0, out.index)
                 ])
             for piece in pieces:  # one piece a chunk, as OpenAI sends them; each copy its own call ids
                 yield chunk([
-                    ChatCompletionChunkChoice(index=out.index + c, delta=call_delta(piece))
-                    for c in range(sampling.copies)
+                    ChatCompletionChunkChoice(index=index, delta=call_delta(piece))
+                    for index in sampling.choice_indices(0, out.index)
                 ])
             if blocked or done:
                 finished.add(out.index)
                 called = plan.may_call and bool(plan.parse(out.text).tool_calls)
                 yield finish(out.index, "content_filter" if blocked else _finish_reason(plan, called, out))
-        if len(finished) == sampling.n // sampling.copies:
+        if len(finished) == sampling.outputs():
             break  # every choice has ended (a blocked one before its generation did: leaving aborts it)
     if include_usage:
         yield chunk([], log.usage)

@@ -20,7 +20,7 @@ from llmkit.serve.protocol import (
     CompletionResponse,
     UsageInfo,
 )
-from llmkit.serve.serving import Sampling, ServingContext
+from llmkit.serve.serving import SamplingPlan, ServingContext
 from llmkit.serve.streaming import RequestLog, event_stream, final_outputs, sse, usage
 
 
@@ -49,16 +49,16 @@ async def create_completion(ctx: ServingContext, request: CompletionRequest) -> 
         for out in result.outputs
     }
     choices = [
-        CompletionChoice(index=i * sampling.n + out.index + copy, text="", finish_reason="content_filter")
+        CompletionChoice(index=index, text="", finish_reason="content_filter")
         if blocked[i, out.index] else CompletionChoice(
-            index=i * sampling.n + out.index + copy,
+            index=index,
             text=echoes[i] + out.text,
             logprobs=_logprobs(ctx, out, 0) if request.logprobs is not None else None,
             finish_reason=out.finish_reason,
         )
         for i, result in enumerate(results)
         for out in result.outputs
-        for copy in range(sampling.copies)
+        for index in sampling.choice_indices(i, out.index)
     ]
     log.usage = usage(prompts, [out for r in results for out in r.outputs], sampling.copies)
     log.done()
@@ -98,7 +98,7 @@ def _context(ctx: ServingContext, prompt: list[int]) -> list[dict[str, str]]:
 
 async def _chunks(
     ctx: ServingContext, request: CompletionRequest, prompts: list[list[int]], echoes: list[str],
-    stream: AsyncIterator[tuple[int, RequestOutput]], sampling: Sampling, log: RequestLog,
+    stream: AsyncIterator[tuple[int, RequestOutput]], sampling: SamplingPlan, log: RequestLog,
 ) -> AsyncIterator[str]:
     """`text_completion` chunks: text deltas (the first after its prompt's echo), the last one of each choice with
     its finish reason, then usage.
@@ -141,11 +141,11 @@ async def _chunks(
                     finished.add(key)
                 yield chunk([
                     CompletionChoice(
-                        index=i * sampling.n + out.index + c, text=delta, logprobs=logprobs, finish_reason=finish_reason,
+                        index=index, text=delta, logprobs=logprobs, finish_reason=finish_reason,
                     )
-                    for c in range(sampling.copies)
+                    for index in sampling.choice_indices(i, out.index)
                 ])
-        if len(finished) == len(prompts) * sampling.n // sampling.copies:
+        if len(finished) == sampling.outputs(len(prompts)):
             break  # every choice has ended (a blocked one before its generation did: leaving aborts it)
     if include_usage:
         yield chunk([], log.usage)

@@ -35,12 +35,22 @@ class ServedModel:
 
 
 @dataclass
-class Sampling:
-    """A request's engine parameters; `copies` > 1 when greedy `n` > 1 is served by one decode, copied."""
+class SamplingPlan:
+    """How a request's `n` choices per prompt are produced: engine `params`, and `copies` > 1 when a greedy `n` > 1
+    is served by one decode, copied. The choice arithmetic lives here, so routes never index by hand."""
 
     params: SamplingParams
     n: int
     copies: int = 1
+
+    def choice_indices(self, prompt: int, output: int) -> range:
+        """The response's choice indices that engine output `output` of prompt `prompt` fills (its copies too)."""
+        first = prompt * self.n + output
+        return range(first, first + self.copies)
+
+    def outputs(self, prompts: int = 1) -> int:
+        """Engine outputs the request's `prompts` prompts produce (each ends once)."""
+        return prompts * self.n // self.copies
 
 
 @dataclass
@@ -83,7 +93,7 @@ class ServingContext:
 
     def sampling(
         self, request: SamplingRequest, prompts: Sequence[Sequence[int]], max_tokens: int | None, logprobs: int | None
-    ) -> Sampling:
+    ) -> SamplingPlan:
         """The request's engine parameters (`SamplingRequest.to_sampling_params`), with max_tokens fitted to the
         context and checked against every prompt."""
         longest = max(len(p) for p in prompts)
@@ -102,7 +112,7 @@ class ServingContext:
         for prompt in prompts:
             self.engine.check_request(prompt, params)
         greedy = not params.beam_search and not params.sampling
-        return Sampling(params, request.n, request.n if greedy else 1)
+        return SamplingPlan(params, request.n, request.n if greedy else 1)
 
     async def start(
         self, prompts: Sequence[Sequence[int]], params: SamplingParams, id_prefix: str, served: ServedModel,
