@@ -8,8 +8,8 @@
 
 Systems: the llmkit `Engine` on its own forward (with `--quantize`: on int8 / int4 weights; with `--compile`:
 through torch.compile, compiled before the warm-up call is timed), the same engine
-on the transformers forward, transformers `model.generate` (the baseline) and transformers continuous
-batching (`model.generate_batch`). Scenarios: one greedy stream, and `--concurrent` requests with
+on the transformers forward, transformers `model.generate` (the baseline), transformers continuous
+batching (`model.generate_batch`) and llama-cpp-python on the model's GGUF file (`llama.cpp`, when installed). Scenarios: one greedy stream, and `--concurrent` requests with
 different real prompts submitted at once. Every request produces exactly `--new-tokens` tokens (EOS is
 ignored), and tokens/s is generated tokens over the wall time of the whole generate call, so prefill
 is included. Each system gets one untimed warm-up call per scenario; the figure is the best of
@@ -36,15 +36,17 @@ from transformers import ContinuousBatchingConfig, GenerationConfig
 
 from llmkit.engine.engine import Engine
 from llmkit.engine.params import SamplingParams
+from llmkit.hub import gguf_file
 from llmkit.models import load, render_chat
 
 PROMPTS_FILE = DATA_DIR / "llama-factory/alpaca_en_demo.json"
-SYSTEMS = ("llmkit", "llmkit-transformers", "hf-generate", "hf-generate-batch")
+SYSTEMS = ("llmkit", "llmkit-transformers", "hf-generate", "hf-generate-batch", "llama.cpp")
 LABELS = {
     "llmkit": "llmkit engine",
     "llmkit-transformers": "llmkit, transformers forward",
     "hf-generate": "model.generate",
     "hf-generate-batch": "generate_batch",
+    "llama.cpp": "llama.cpp (GGUF)",
 }
 BASELINE = "hf-generate"
 COPY_BYTES = 512 * 2**20
@@ -103,6 +105,27 @@ def hf_generate_runner(model, tokenizer) -> Callable[[list[list[int]], int], lis
                 pad_token_id=tokenizer.pad_token_id,
             )
         return out[:, batch["input_ids"].shape[1] :].tolist()
+
+    return run
+
+
+def llamacpp_runner(gguf: Path) -> Callable[[list[list[int]], int], list[list[int]]]:
+    """llama-cpp-python on the model's own GGUF file (its quantisation), greedy; its high-level API decodes one
+    prompt at a time, so the concurrent scenario runs them in turn."""
+    from llama_cpp import Llama
+
+    llama = Llama(model_path=str(gguf), n_ctx=1024, n_threads=torch.get_num_threads(), verbose=False)
+
+    def run(prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
+        outputs = []
+        for prompt in prompts:
+            tokens: list[int] = []
+            for token in llama.generate(prompt, temp=0.0, top_k=1, reset=True):
+                tokens.append(token)
+                if len(tokens) == new_tokens:
+                    break
+            outputs.append(tokens)
+        return outputs
 
     return run
 
@@ -260,6 +283,8 @@ class Report:
             (f"llmkit {many} ÷ generate_batch {many}", "llmkit", many, "hf-generate-batch", 3.0),
             (f"llmkit {many} ÷ model.generate {many}", "llmkit", many, "hf-generate", 2.0),
             ("our forward ÷ the transformers forward, single", "llmkit", single, "llmkit-transformers", None),
+            ("llmkit single ÷ llama.cpp single (with --quantize int4)", "llmkit", single, "llama.cpp",
+             1.0 if self.quantize == "int4" else None),
         ):
             value = self.ratio(system, scenario, base)
             shown = "not measured" if value is None else f"{value:.2f}×"
@@ -367,17 +392,19 @@ def main() -> None:
     on_transformers = Engine(model, tokenizer, max_batch_size=rows, max_seq_len=1024,
                              runner_options={"forward": "transformers"})
     runners = {
-        "llmkit": llmkit_runner(engine),
-        "llmkit-transformers": llmkit_runner(on_transformers),
-        "hf-generate": hf_generate_runner(model, tokenizer),
-        "hf-generate-batch": hf_generate_batch_runner(model, tokenizer),
+        "llmkit": lambda: llmkit_runner(engine),
+        "llmkit-transformers": lambda: llmkit_runner(on_transformers),
+        "hf-generate": lambda: hf_generate_runner(model, tokenizer),
+        "hf-generate-batch": lambda: hf_generate_batch_runner(model, tokenizer),
+        "llama.cpp": lambda: llamacpp_runner(gguf_file(args.model)),
     }
     scenarios = {"single": prompts[:1], f"{args.concurrent} concurrent": prompts}
     measurements, ttft = [], None
     for system in args.only:
+        run = runners[system]()
         for scenario, batch in scenarios.items():
             with console.status(f"{LABELS[system]}, {scenario}…"):
-                m = measure(system, scenario, runners[system], batch, args.new_tokens, args.repeats)
+                m = measure(system, scenario, run, batch, args.new_tokens, args.repeats)
             console.print(f"  {LABELS[system]:<16} {scenario:<15} {m.tokens_per_s:8.1f} tokens/s")
             measurements.append(m)
             if system == "hf-generate-batch":
