@@ -26,6 +26,10 @@ def _shared_data() -> Path:
     return Path("/work/shared/data")
 
 
+# CLI tests assert the default model's answers on the torch backend; where llama-cpp-python is installed `auto`
+# would pick llama.cpp's Q4_1 weights, which answer differently. llamacpp tests name their backend.
+os.environ.setdefault("LLMKIT_BACKEND", "torch")
+
 # Read by the test modules (imported after this file) as Path(os.environ["LLMKIT_SHARED_DATA"]).
 os.environ["LLMKIT_SHARED_DATA"] = str(_shared_data())
 

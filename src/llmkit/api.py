@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, get_args
@@ -202,7 +203,10 @@ def pick_backend(
     compile: bool = False,
     serving: bool = False,
 ) -> BackendChoice:
-    """The backend `requested` resolves to for `model` with these options: the one call every entry point makes."""
+    """The backend `requested` resolves to for `model` with these options: the one call every entry point makes.
+    `auto` is first replaced by `$LLMKIT_BACKEND` when set (to keep every command of a machine on one backend)."""
+    if requested == "auto" and os.environ.get("LLMKIT_BACKEND"):
+        requested = os.environ["LLMKIT_BACKEND"]
     if requested not in get_args(Backend):
         raise InvalidRequestError(f"unknown backend {requested!r}: use {', '.join(get_args(Backend))}")
     needs_torch = next(

@@ -14,6 +14,13 @@ from llmkit.errors import InvalidRequestError
 LLAMACPP = importlib.util.find_spec("llama_cpp") is not None
 
 
+
+@pytest.fixture(autouse=True)
+def auto_means_auto(monkeypatch):
+    """tests/conftest.py keeps the suite on torch through LLMKIT_BACKEND; here `auto` is what is tested."""
+    monkeypatch.delenv("LLMKIT_BACKEND", raising=False)
+
+
 @pytest.mark.parametrize(
     "requested, kwargs, expected, says",
     [
@@ -49,6 +56,15 @@ def test_the_default_model_here_runs_on_llamacpp_only_when_it_is_installed() -> 
 def test_options_only_torch_has_keep_the_model_on_torch(options, says) -> None:
     choice = pick_backend("auto", "default", **options)
     assert choice.name == "torch" and says in choice.reason
+
+
+def test_llmkit_backend_replaces_auto_everywhere(monkeypatch) -> None:
+    monkeypatch.setenv("LLMKIT_BACKEND", "torch")
+    assert pick_backend("auto", "default").name == "torch"
+    assert pick_backend("llamacpp", "default").name == "llamacpp"  # an explicit choice still wins
+    monkeypatch.setenv("LLMKIT_BACKEND", "onnx")
+    with pytest.raises(InvalidRequestError, match="unknown backend 'onnx'"):
+        pick_backend("auto", "default")
 
 
 def test_an_unknown_backend_is_refused_naming_the_choices() -> None:
