@@ -5,6 +5,7 @@ validates a whole file, naming each bad key (`llmkit.validation.describe`)."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -24,13 +25,18 @@ class ConfigSection(BaseModel):
     # Where the keys are listed, for sections with too many to name in one line (else they are named).
     keys_listed_by: ClassVar[str | None] = None
 
+    @classmethod
+    def known_keys(cls) -> Iterable[str]:
+        """The names an unknown key is compared with for "did you mean" (a section may know more than its fields)."""
+        return cls.model_fields
+
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, values: Any) -> Any:
         if isinstance(values, dict):
             for key in values:
                 if key not in cls.model_fields:
-                    close = difflib.get_close_matches(str(key), cls.model_fields, n=1)
+                    close = difflib.get_close_matches(str(key), list(cls.known_keys()), n=1)
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     listed = f"see {cls.keys_listed_by}" if cls.keys_listed_by else f"allowed: {', '.join(cls.model_fields)}"
                     raise ValueError(f"unknown key {key!r} ({hint}{listed})")

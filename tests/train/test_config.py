@@ -19,7 +19,7 @@ def test_yaml_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["dataset=x", "stage=grpo"], "stage: Input should be 'sft', 'pt', 'rm' or 'dpo'"),
+        (["dataset=x", "stage=orpo"], "stage: Input should be 'sft', 'pt', 'rm', 'dpo', 'kto', 'ppo' or 'grpo'"),
         (["dataset=x", "learning_rate=-1"], "learning_rate: Input should be greater than 0"),
         (["dataset=x", "lora_rnak=8"], "unknown key 'lora_rnak' (did you mean 'lora_rank'"),
         (["dataset=x", "finetuning_type=full", "quantization_bit=4"], "QLoRA trains LoRA adapters"),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from llmkit.train.config import ConfigError, load_config
+from llmkit.train.data_pipeline import load_records
 from llmkit.train.datasets import (
     Conversation,
     DatasetError,
@@ -88,7 +90,6 @@ def test_unknown_name_lists_registered_names():
         ("dpo_en_demo", "sft", "use stage dpo or rm"),
         ("alpaca_en_demo", "dpo", "no chosen/rejected"),
         (str(LF_DIR / "wiki_demo.txt"), "sft", "plain text"),
-        ("alpaca_en", "sft", "hub datasets"),
     ],
 )
 def test_dataset_that_does_not_fit_the_stage_is_refused(name, stage, message):
@@ -197,3 +198,55 @@ def test_split_holds_out_a_seeded_fraction():
     assert (train, val) == split(records, 0.1, seed=3)
     assert len(split(records[:5], 0.01, seed=3)[1]) == 1
     assert split(records, 0.0, seed=3) == (records, [])
+    assert split(records, 30, seed=3)[1] == split(records, 30.0, seed=3)[1] and len(split(records, 30, seed=3)[1]) == 30
+    with pytest.raises(DatasetError, match="val_size 100 holds out every one of the 100 records"):
+        split(records, 100, seed=3)
+
+
+def test_interleaving_stops_where_llama_factory_mix_strategy_says(tmp_path):
+    path = tmp_path / "small.jsonl"
+    rows = json.loads((LF_DIR / "alpaca_en_demo.json").read_text(encoding="utf-8"))[:3]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    identity = load_datasets(["identity"], LF_DIR, "sft", max_samples=6, seed=None).records
+    small = load_datasets([str(path)], LF_DIR, "sft", seed=None).records
+
+    def mix(strategy: str, probs: list[float] | None = None, seed: int = 1) -> list:
+        return load_datasets(["identity", str(path)], LF_DIR, "sft", 6, seed, strategy, probs).records
+
+    assert mix("interleave_under") == [record for pair in zip(identity, small) for record in pair]
+    over = mix("interleave_over")
+    assert over[0::2] == identity and over[1::2] == small * 2
+    once = mix("interleave_once")
+    assert len(once) == 9 and sorted(map(repr, once)) == sorted(map(repr, identity + small))
+    assert mix("interleave_under", [1.0, 0.0]) == identity
+    drawn = mix("interleave_over", [0.2, 0.8])
+    assert drawn == mix("interleave_over", [0.2, 0.8]) and drawn != mix("interleave_over", [0.2, 0.8], seed=2)
+    assert sum(record in small for record in drawn) > sum(record in identity for record in drawn)
+
+
+def test_eval_dataset_or_a_count_of_held_out_examples():
+    base = [f"dataset_dir={LF_DIR}", "dataset=identity"]
+    records = load_records(load_config(None, [*base, "eval_dataset=alpaca_en_demo,alpaca_zh_demo", "max_samples=5"]))
+    assert len(records.train) == 5
+    assert records.eval == load_datasets(["alpaca_en_demo", "alpaca_zh_demo"], LF_DIR, "sft", max_samples=5).records
+    records = load_records(load_config(None, [*base, "val_size=20"]))
+    assert (len(records.train), len(records.eval)) == (71, 20)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["val_size=2.5"], "val_size: 2.5 is neither a fraction"),
+        (["val_size=0.1", "eval_dataset=c"], "val_size: eval_dataset already gives the eval set"),
+        (["interleave_probs=0.5,0.5"], "interleave_probs: only for mix_strategy interleave_"),
+        (["mix_strategy=interleave_under", "interleave_probs=1"], "1 values for the 2 datasets of dataset"),
+        (["mix_strategy=interleave_over", "interleave_probs=0.5,0.5", "eval_dataset=c"], "datasets of eval_dataset"),
+        (["mix_strategy=interleave_once", "interleave_probs=0,0"], "chances must be 0 or more, and not all 0"),
+        (["mix_strategy=shuffle"], "mix_strategy: Input should be 'concat', 'interleave_under'"),
+    ],
+)
+def test_data_keys_that_contradict_each_other_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ["dataset=a,b", *overrides])
+    config = load_config(None, ["dataset=a, b", "mix_strategy=interleave_over", "interleave_probs=0.3,0.7"])
+    assert (config.dataset, config.interleave_probs) == (["a", "b"], [0.3, 0.7])

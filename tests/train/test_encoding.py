@@ -65,6 +65,14 @@ def test_every_assistant_turn_is_supervised(tokenizer, glaive):
     assert [tokenizer.decode(run) for run in runs] == answers  # function calls included, tool output not
 
 
+def test_mask_history_and_train_on_prompt(tokenizer, glaive):
+    record = next(r for r in glaive if sum(m["role"] == "assistant" for m in r.messages) >= 4)
+    last = encode_conversation(record, tokenizer, 4096, supervise="last")  # LLaMA-Factory's mask_history
+    assert [tokenizer.decode(run) for run in supervised_runs(last)] == [record.messages[-1]["content"] + END]
+    everything = encode_conversation(record, tokenizer, 4096, supervise="all")  # train_on_prompt
+    assert everything.labels == everything.input_ids == last.input_ids
+
+
 def test_truncation_drops_oldest_rounds_and_keeps_the_answer(tokenizer, glaive):
     record = next(r for r in glaive if sum(m["role"] == "user" for m in r.messages) >= 3)
     full = encode_conversation(record, tokenizer, 4096)

@@ -19,7 +19,11 @@ CONFIGS = sorted(EXAMPLES.glob("*.yaml"))
 # Each example with the records its datasets hold (the data files' header in datasets.yaml says why).
 RECORDS = {
     "dpo_lora": 100, "pt_lora": 100, "rm_lora": 100, "sft_freeze": 291, "sft_full": 400, "sft_lora": 91, "sft_qlora": 291,
+    "kto_lora": 100, "orpo_lora": 100, "simpo_lora": 100, "ppo_lora": 291, "grpo_lora": 91,
 }
+# One step of each example; ppo and grpo sample groups that fit its batch of 2, and ppo scores with rm_lora's model.
+ONE_STEP = ["max_steps=1", "max_samples=4", "per_device_train_batch_size=2", "val_size=0", "cutoff_len=128"]
+SAMPLING = {"ppo": ["num_generations=2", "max_new_tokens=8"], "grpo": ["num_generations=2", "max_completion_length=8"]}
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +34,8 @@ def in_repository_root(monkeypatch):
 
 def test_every_stage_and_tuning_type_has_an_example():
     configs = [load_config(path) for path in CONFIGS]
-    assert {c.stage for c in configs} == {"sft", "pt", "dpo", "rm"}
+    assert {c.stage for c in configs} == {"sft", "pt", "dpo", "rm", "kto", "ppo", "grpo"}
+    assert {c.pref_loss for c in configs if c.stage == "dpo"} == {"sigmoid", "orpo", "simpo"}
     assert {c.finetuning_type for c in configs} == {"lora", "freeze", "full"}
     assert any(c.quantization_bit for c in configs)
     assert sorted(path.stem for path in CONFIGS) == sorted(RECORDS)
@@ -44,15 +49,24 @@ def test_example_data_loads_without_skipping(path):
 
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem != "sft_qlora"], ids=lambda p: p.stem)
-def test_example_trains_a_step(path, tmp_path):
-    config = load_config(
-        path, [f"output_dir={tmp_path}", "max_steps=1", "max_samples=4", "per_device_train_batch_size=2", "val_size=0",
-               "cutoff_len=128"]
-    )
+def test_example_trains_a_step(path, tmp_path, request):
+    stage = load_config(path).stage
+    overrides = [f"output_dir={tmp_path}", *ONE_STEP, *SAMPLING.get(stage, [])]
+    if stage == "ppo":
+        overrides.append(f"reward_model={request.getfixturevalue('reward_model')}")
+    config = load_config(path, overrides)
     result = train(config)
     assert result.global_step == 1
     saved = {"lora": "adapter_model.safetensors", "freeze": "model.safetensors", "full": "model.safetensors"}
     assert (tmp_path / saved[config.finetuning_type]).is_file()
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory) -> Path:
+    """rm_lora.yaml trained one step: the reward model ppo_lora.yaml's step scores with."""
+    out = tmp_path_factory.mktemp("rm-lora")
+    train(load_config(EXAMPLES / "rm_lora.yaml", [f"output_dir={out}", f"dataset_dir={EXAMPLES / 'data'}", *ONE_STEP]))
+    return out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU refusal")

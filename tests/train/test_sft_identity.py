@@ -42,7 +42,7 @@ def test_lora_sft_teaches_the_identity_and_chat_loads_the_output(tmp_path):
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "default"
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(losses) == 6 and losses[-1] < losses[0] / 2
-    assert (out / "loss.png").stat().st_size > 1000 and (out / "train_config.yaml").is_file()
+    assert (out / "training_loss.png").stat().st_size > 1000 and (out / "train_config.yaml").is_file()
 
     answer = LLM.build(str(out), dtype="float32").chat_completion([QUESTION], temperature=0, max_gen_len=40)
     text = answer[0]["generation"]["content"]

@@ -29,7 +29,7 @@ MODEL_OPTIONS: OptionGroup = {
     "max_seq_len": (int, typer.Option(2048, "--max-seq-len", help="Context length (prompt + answer) in tokens.")),
     "chat_template": (
         Optional[Path],
-        typer.Option(None, "--chat-template", help="Jinja chat template file, for models without one."),
+        typer.Option(None, "--chat-template", help="Chat template: a LLaMA-Factory name (qwen, llama3 …), a Jinja file, or the Jinja text."),
     ),
     "adapter": (Optional[Path], typer.Option(None, "--adapter", help="A LoRA adapter directory (PEFT).")),
     "backend": (

@@ -21,9 +21,12 @@ def show_config_keys(asked: bool) -> None:
 
     from llmkit.train.config import config_reference
 
-    table = Table("key", "type", "default", "meaning", title="llmkit train config keys (YAML or key=value)")
+    table = Table(title="llmkit train config keys (YAML or key=value)")
+    table.add_column("key", no_wrap=True)
+    for name in ("type", "default", "what it does here", "LLaMA-Factory"):
+        table.add_column(name)
     for row in config_reference():
-        table.add_row(*row)
+        table.add_row(*row[:4], "same name" if row.llamafactory else "llmkit only")
     console.print(table)
     raise typer.Exit()
 
@@ -35,12 +38,15 @@ def train(
         False, "--help-config", is_eager=True, callback=show_config_keys, help="List every config key and exit."
     ),
 ) -> None:
-    """Fine-tune a model: stage sft (supervised), pt (continued pre-training), rm (reward model) or dpo, with
-    lora, freeze or full training. Ctrl-C saves a checkpoint and stops. Config keys: --help-config."""
+    """Fine-tune a model from a YAML config (LLaMA-Factory's keys): stage sft, pt (continued pre-training), rm
+    (reward model), dpo (pref_loss sigmoid, hinge, ipo, orpo, simpo), kto, ppo or grpo, with lora, freeze or full
+    training. Ctrl-C saves a checkpoint and stops. Config keys: --help-config."""
     from llmkit.train.config import load_config
     from llmkit.train.run import train as run_training
 
     settings = load_config(config, overrides or [])
+    for note in settings.notes:
+        err_console.print(f"[dim]note:[/] {note}")
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun / accelerate, only rank 0 reports
     quiet_transformers()
     columns = (
@@ -51,6 +57,8 @@ def train(
         task = progress.add_task(f"{settings.stage} {settings.finetuning_type}", total=None, status="loading…")
 
         def report(record: dict) -> None:
+            if "note" in record:
+                progress.console.print(f"[dim]note:[/] {record['note']}")
             if "loss" in record:
                 status = (f"loss {record['loss']:.4f} · lr {record.get('learning_rate', 0):.2e} · "
                           f"{record.get('tokens_per_second', 0):.0f} tok/s")

@@ -131,7 +131,7 @@ def compare(
     if not examples:
         raise DatasetError(f"{data} holds no usable records ({len(loaded.skipped)} skipped)")
     out.mkdir(parents=True, exist_ok=True)
-    run = {"base": base, "tuned": tuned, "data": str(entry.path.resolve()), "max_new_tokens": max_new_tokens}
+    run = {"base": base, "tuned": tuned, "data": entry.location, "max_new_tokens": max_new_tokens}
     claim_run(out / "run.json", run)
 
     answers_path = out / "answers.jsonl"

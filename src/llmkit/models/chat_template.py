@@ -1,4 +1,4 @@
-"""Render chat messages with the tokenizer's own Jinja chat template (never a hand-written format)."""
+"""Render chat messages with a Jinja chat template: the tokenizer's own, a file, or one of LLaMA-Factory's by name."""
 
 from __future__ import annotations
 
@@ -8,22 +8,35 @@ from pathlib import Path
 from typing import Any
 
 from llmkit.errors import ChatTemplateError, InvalidRequestError
+from llmkit.models.named_templates import named_template, template_jinja, unknown_template_hint
 
 ROLES = ("system", "user", "assistant", "tool")
 JINJA_CHARACTERS = "{}\n"  # a --chat-template value holding any of these is a template, not a file name (as vLLM)
 
 
 def load_chat_template(template: str | Path) -> str:
-    """A chat template from a file, or given inline as Jinja text (escapes like \\n read as in vLLM's
-    `--chat-template`); `ChatTemplateError` for a file name that cannot be read."""
+    """A chat template by LLaMA-Factory's name (`qwen`, `llama3` … see `named_templates`), from a file, or given
+    inline as Jinja text (escapes like \\n read as in vLLM's `--chat-template`); `ChatTemplateError` otherwise."""
+    if named_template(template) is not None:
+        return template_jinja(str(template))
     try:
         return Path(template).read_text(encoding="utf-8")
     except (OSError, ValueError) as error:  # ValueError: a NUL character, which no file name holds
         if isinstance(template, Path) or not any(character in template for character in JINJA_CHARACTERS):
             reason = getattr(error, "strerror", None) or error
-            raise ChatTemplateError(f"cannot read chat template {template}: {reason} (give a Jinja file, or the "
-                                    "template itself)") from None
+            raise ChatTemplateError(f"cannot read chat template {template}: {reason} (give a Jinja file, the "
+                                    f"template itself, or a template name; {unknown_template_hint(str(template))})"
+                                    ) from None
     return template.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
+def template_change_note(tokenizer_template: str | None, template: str | Path | None) -> str | None:
+    """One line when `template` (a name, a file, Jinja text) renders differently from the tokenizer's own template,
+    saying that the output carries it; None when no template is set or it is the tokenizer's own."""
+    if template is None or load_chat_template(template) == tokenizer_template:
+        return None
+    own = "the tokenizer's own chat template" if tokenizer_template else "the tokenizer (which has no chat template)"
+    return f"template {template} differs from {own}: chat/serve will use {template} from the output dir"
 
 
 def validate_messages(messages: Any) -> list[dict]:

@@ -11,6 +11,7 @@ import torch
 from llmkit.errors import InvalidRequestError, ModelNotFoundError
 from llmkit.hub import ProgressCallback, resolve
 from llmkit.models.chat_template import load_chat_template
+from llmkit.models.named_templates import apply_template_tokens, named_template, stop_token_ids
 
 _DTYPES = {
     "float32": torch.float32,
@@ -81,7 +82,8 @@ def load(
     A LoRA output directory of `llmkit train` (adapter files, no model) loads its base model with it.
     `quantization_bit` 4 or 8 loads the weights through bitsandbytes (CUDA only), as QLoRA trains them.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers.utils import GENERATION_CONFIG_NAME
 
     base = adapter_base(name)
     if base is not None:
@@ -91,15 +93,22 @@ def load(
     directory = resolve(name, progress=progress)
     target_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, target_device)
+    # A training run saves its tokenizer and generation config beside the adapter: the chat template it learnt and
+    # the tokens that end its answers.
+    trained = Path(adapter) if adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file() else None
 
-    tokenizer = load_tokenizer(directory, chat_template)
+    tokenizer = load_tokenizer(trained or directory, chat_template)
 
     if quantization_bit is None:
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype).to(target_device)
     else:
         model = _load_quantized(directory, quantization_bit, torch_dtype)
-    if model.generation_config is not None and model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if trained is not None and (trained / GENERATION_CONFIG_NAME).is_file():
+        model.generation_config = GenerationConfig.from_pretrained(trained)
+    if model.generation_config is not None:
+        _add_stop_tokens(model.generation_config, tokenizer, chat_template)
+        if model.generation_config.pad_token_id is None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
     if adapter is not None:
         model = _attach_adapter(model, Path(adapter))
     model.eval()
@@ -107,17 +116,27 @@ def load(
 
 
 def load_tokenizer(directory: str | Path, chat_template: str | Path | None = None) -> Any:
-    """The tokenizer of a model directory, with an optional chat template (a file, or the Jinja text itself) and a
-    pad token (EOS) set."""
+    """The tokenizer of a model directory, with an optional chat template (a LLaMA-Factory template name, a file, or
+    the Jinja text itself; a named template may make its stop word EOS) and a pad token (EOS) set."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(directory)
     if chat_template is not None:
         tokenizer.chat_template = load_chat_template(chat_template)
+        apply_template_tokens(tokenizer, chat_template)
     if tokenizer.pad_token is None:
         # Reuse EOS for padding: adding a new token would change the vocabulary and the embedding size.
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _add_stop_tokens(generation_config: Any, tokenizer: Any, chat_template: str | Path | None) -> None:
+    """End generation also on the named template's stop words (and the tokenizer's EOS, which it may have replaced)."""
+    if named_template(chat_template) is None:
+        return
+    eos = generation_config.eos_token_id
+    current = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    generation_config.eos_token_id = list(dict.fromkeys(current + stop_token_ids(tokenizer, chat_template)))
 
 
 def adapter_base(name: str | Path) -> str | None:

@@ -2,9 +2,10 @@
 
 Every conversation is rendered by `llmkit.models.render_chat`, the function `llmkit chat` uses, so a
 model is trained on exactly the text it is prompted with (a template's default system prompt
-included). Assistant turns are found by rendering prefixes: the tokens of `messages[:i]` plus the
-generation prompt, then of `messages[:i + 1]`; the tokens in between are turn i's answer and the
-end-of-turn tokens the template puts after it. Only those carry labels; everything else is -100.
+included). Assistant turns are found by rendering prefixes: the text of `messages[:i]` plus the
+generation prompt, then of `messages[:i + 1]`; the text in between is turn i's answer and the
+end-of-turn text the template puts after it. The tokens of the whole text that overlap those
+characters carry labels (a token merged across a turn's boundary too); everything else is -100.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llmkit.errors import ChatTemplateError
-from llmkit.models import render_chat
+from llmkit.models import render_chat, render_chat_text
 from llmkit.train.datasets import Conversation, DatasetError, Preference
 
 IGNORE = -100
@@ -40,8 +41,12 @@ class Packed:
     position_ids: list[int]
 
 
-def encode_conversation(conv: Conversation, tokenizer, cutoff_len: int) -> Encoded:
-    """Tokens and labels of a conversation, every assistant turn supervised, at most `cutoff_len` tokens.
+Supervise = Literal["answers", "last", "all"]
+
+
+def encode_conversation(conv: Conversation, tokenizer, cutoff_len: int, supervise: Supervise = "answers") -> Encoded:
+    """Tokens and labels of a conversation, at most `cutoff_len` tokens. `supervise`: every assistant turn
+    ("answers"), the last one only ("last": LLaMA-Factory's mask_history) or every token ("all": train_on_prompt).
 
     Too long: whole oldest rounds (a user turn and what answers it) go first, the system prompt stays;
     then the prompt is cut from the left. The final answer is cut (at the right) only when it alone
@@ -51,14 +56,24 @@ def encode_conversation(conv: Conversation, tokenizer, cutoff_len: int) -> Encod
     if not any(message["role"] == "assistant" for message in messages):
         raise DatasetError("a training conversation needs at least one assistant turn")
     tools = json.loads(conv.tools) if conv.tools else None
-    encoded, answer = _render_supervised(messages, tokenizer, tools)
+    encoded, answer = _render_supervised(messages, tokenizer, tools, supervise)
     while len(encoded.input_ids) > cutoff_len and _user_turns(messages) > 1:
         messages = _drop_oldest_round(messages)
-        encoded, answer = _render_supervised(messages, tokenizer, tools)
+        encoded, answer = _render_supervised(messages, tokenizer, tools, supervise)
     start, end = answer
     prompt_keep, answer_keep = _budget(start, end - start, cutoff_len)
     window = slice(start - prompt_keep, start + answer_keep)
     return Encoded(encoded.input_ids[window], encoded.labels[window])
+
+
+def fit_prompt(messages: list[dict], tokenizer, cutoff_len: int) -> list[dict] | None:
+    """A prompt to sample from (ppo, grpo) in at most `cutoff_len` tokens with the generation prompt: whole oldest
+    rounds go first, the system prompt stays; None when the last round alone is longer."""
+    while len(_render(tokenizer, messages, True, None)) > cutoff_len:
+        if _user_turns(messages) <= 1:
+            return None
+        messages = _drop_oldest_round(messages)
+    return messages
 
 
 def encode_text(text: str, tokenizer, cutoff_len: int) -> list[Encoded]:
@@ -176,21 +191,32 @@ def _render(tokenizer, messages: list[dict], generation_prompt: bool, tools: lis
     return render_chat(tokenizer, messages, add_generation_prompt=generation_prompt, tools=tools)
 
 
-def _render_supervised(messages: list[dict], tokenizer, tools: list[dict] | None) -> tuple[Encoded, tuple[int, int]]:
-    """The whole conversation with every assistant turn labelled, and the last answer's token span."""
-    input_ids = _render(tokenizer, messages, False, tools)
-    labels = [IGNORE] * len(input_ids)
-    span = (len(input_ids), len(input_ids))
+def _render_supervised(
+    messages: list[dict], tokenizer, tools: list[dict] | None, supervise: Supervise = "answers"
+) -> tuple[Encoded, tuple[int, int]]:
+    """The whole conversation labelled as `supervise` says, and the last answer's token span."""
+    text = render_chat_text(tokenizer, messages, add_generation_prompt=False, tools=tools)
+    answers = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = _render(tokenizer, messages[:index], True, tools)
-        after = _render(tokenizer, messages[: index + 1], False, tools)
+        before = render_chat_text(tokenizer, messages[:index], add_generation_prompt=True, tools=tools)
+        after = render_chat_text(tokenizer, messages[: index + 1], add_generation_prompt=False, tools=tools)
         _check_prefix(tokenizer, before, after)
-        _check_prefix(tokenizer, after, input_ids)
-        span = (len(before), len(after))
-        labels[len(before) : len(after)] = input_ids[len(before) : len(after)]
-    return Encoded(input_ids, labels), span
+        _check_prefix(tokenizer, after, text)
+        answers.append((len(before), len(after)))
+    # One tokenization of the whole text, as `render_chat` makes it: the ids the model is prompted with.
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids, offsets = list(encoding["input_ids"]), encoding["offset_mapping"]
+    labels = [IGNORE] * len(input_ids)
+    span = (len(input_ids), len(input_ids))
+    for number, (start, end) in enumerate(answers, start=1):
+        tokens = [index for index, (first, last) in enumerate(offsets) if first < end and last > start]
+        if supervise != "last" or number == len(answers):
+            for index in tokens:
+                labels[index] = input_ids[index]
+        span = (tokens[0], tokens[-1] + 1) if tokens else span
+    return Encoded(input_ids, list(input_ids) if supervise == "all" else labels), span
 
 
 def _render_pair(prompt: list[dict], pref: Preference, tokenizer) -> tuple[list[int], list[int], list[int]]:
@@ -204,7 +230,7 @@ def _render_pair(prompt: list[dict], pref: Preference, tokenizer) -> tuple[list[
     return prompt_ids, answers[0], answers[1]
 
 
-def _check_prefix(tokenizer, prefix: list[int], full: list[int]) -> None:
+def _check_prefix(tokenizer, prefix: str | list[int], full: str | list[int]) -> None:
     """Raise `ChatTemplateError` naming the template when a conversation's start renders differently alone."""
     if full[: len(prefix)] != prefix:
         raise ChatTemplateError(

@@ -141,7 +141,8 @@ def export_dtype(dtype: str, base_dir: Path) -> torch.dtype:
 
 
 def merged_model(base: str, adapter: Path | None) -> tuple[Any, Any]:
-    """The base with the adapter folded into its weights, and the tokenizer to ship with it.
+    """The base with the adapter folded into its weights, and the tokenizer to ship with it (the adapter's own when
+    its training run saved one: the chat template and stop tokens it learnt, through `load`).
 
     Loaded and merged in float32 whatever the export dtype, so the sum W + BA is rounded once, at saving.
     """
@@ -156,11 +157,6 @@ def merged_model(base: str, adapter: Path | None) -> tuple[Any, Any]:
         ) from error
     if adapter is None:
         return model, tokenizer
-    if (adapter / "tokenizer_config.json").is_file():
-        # A training run saves its tokenizer beside the adapter: its chat template is the one the adapter learnt.
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(adapter)
     return model.merge_and_unload(), tokenizer
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +130,12 @@ def _read_saved(path: Path) -> Iterator[Row]:
         if "train" not in saved:
             raise DatasetError(f"{path} has splits {', '.join(saved)} but no 'train' split to read")
         saved = saved["train"]
-    for index, record in enumerate(saved):
+    yield from dataset_rows(path, saved)
+
+
+def dataset_rows(path: Path, dataset: Iterable[dict]) -> Iterator[Row]:
+    """The records of a `datasets.Dataset` read from `path` (a saved folder, a hub snapshot) as rows."""
+    for index, record in enumerate(dataset):
         yield Row(path, f"index {index}", record)
 
 

@@ -3,7 +3,7 @@ llmkit command loads (`llmkit chat --model OUT`).
 
 `output_dir` holds train_config.yaml (written first), metrics.jsonl (a line per log, as it happens),
 checkpoint-N/ folders (resumable: optimizer, scheduler, RNG and data position), the final adapter or
-model with its tokenizer, and loss.png.
+model with its tokenizer, and training_loss.png (and the other curves, as LLaMA-Factory draws them).
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from transformers.trainer_utils import get_last_checkpoint
 from llmkit.train.batching import collate
 from llmkit.train.callbacks import MetricsLog, StepReport, StopOnInterrupt
 from llmkit.train.config import ConfigError, TrainConfig
-from llmkit.train.data_pipeline import build_training_data
-from llmkit.train.datasets import Skipped, load_datasets, split
-from llmkit.train.loss import supervised_loss
-from llmkit.train.model_setup import prepare_model
-from llmkit.train.plots import plot_loss
-from llmkit.train.preference import conversational, dpo_trainer, reward_trainer
+from llmkit.train.data_pipeline import build_training_data, load_records
+from llmkit.train.datasets import Skipped
+from llmkit.train import packed_attention
+from llmkit.train.loss import supervised_loss, unwrapped
+from llmkit.train.model_setup import prepare_model, template_notes
+from llmkit.train.plots import plot_metrics
+from llmkit.train.preference import conversational, preference_trainer
+from llmkit.train.rl import rl_trainer
 
 
 @dataclass
@@ -40,9 +42,14 @@ class TrainResult:
 
 
 class SupervisedTrainer(Trainer):
-    """transformers' Trainer with padding-free batches and the loss computed on supervised tokens only."""
+    """transformers' Trainer with padding-free batches, per-example attention and the loss computed on supervised
+    tokens only."""
 
     loss_is_scaled_for_ga = True  # `supervised_loss` divides by the whole accumulation step's token count
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        unwrapped(self.model).set_attn_implementation(packed_attention.NAME)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = supervised_loss(model, inputs, num_items_in_batch)
@@ -55,8 +62,11 @@ def train(config: TrainConfig, report: StepReport | None = None) -> TrainResult:
     """Run `config` to the end (or to a Ctrl-C, which saves a checkpoint first); resumable from its checkpoints."""
     output_dir = Path(config.output_dir)
     resume = _checkpoint_to_resume(config, output_dir)
+    check_training_arguments(config)
     set_seed(config.seed)
     model, tokenizer = prepare_model(config)
+    for note in template_notes(config, tokenizer) if report is not None else ():
+        report({"note": note})
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "train_config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True))
     metrics_path = output_dir / "metrics.jsonl"
@@ -70,7 +80,10 @@ def train(config: TrainConfig, report: StepReport | None = None) -> TrainResult:
     if not stopper.interrupted:
         trainer.save_model(str(output_dir))
         tokenizer.save_pretrained(str(output_dir))
-    plot_loss(metrics_path, output_dir / "loss.png")
+        if getattr(model, "generation_config", None) is not None:  # beside an adapter too: the tokens ending answers
+            model.generation_config.save_pretrained(str(output_dir))
+    if config.plot_loss:
+        plot_metrics(metrics_path, output_dir)
     return TrainResult(
         output_dir=output_dir,
         global_step=trainer.state.global_step,
@@ -93,11 +106,9 @@ def _trainer(
             processing_class=tokenizer, callbacks=callbacks,
         )
         return trainer, data.skipped, bool(data.eval)
-    loaded = load_datasets(config.dataset, config.dataset_dir, config.stage, config.max_samples, config.seed)
-    if not loaded.records:
-        raise ConfigError(f"dataset: no usable records in {', '.join(config.dataset)} ({len(loaded.skipped)} skipped)")
-    train_records, eval_records = split(loaded.records, config.val_size, config.seed)
-    build = dpo_trainer if config.stage == "dpo" else reward_trainer
+    loaded = load_records(config)
+    train_records, eval_records = loaded.train, loaded.eval
+    build = rl_trainer if config.stage in ("ppo", "grpo") else preference_trainer
     evaluation = conversational(eval_records) if eval_records else None
     arguments = _training_arguments(config, has_eval=bool(eval_records))
     trainer = build(config, model, tokenizer, conversational(train_records), evaluation, arguments, callbacks)
@@ -130,8 +141,24 @@ SUPERVISED_ARGUMENTS = dict(
 )
 
 
+def check_training_arguments(config: TrainConfig) -> None:
+    """Fail before the model loads on what transformers would refuse later: a bad optimizer, strategy or
+    scheduler name, or a `report_to` integration that is not installed."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    try:
+        args = TrainingArguments(**_training_arguments(config, has_eval=False))
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"training arguments: {error}") from None
+    available = get_available_reporting_integrations()
+    for name in args.report_to:
+        if name not in available:
+            raise ConfigError(f"report_to: {name} is not installed here (pip install {name}), or use report_to: none")
+
+
 def _training_arguments(config: TrainConfig, *, has_eval: bool) -> dict:
-    """transformers' `TrainingArguments` for this run (TRL's configs extend them); LLaMA-Factory's names map 1:1."""
+    """transformers' `TrainingArguments` for this run (TRL's configs extend them); LLaMA-Factory's names map 1:1,
+    and the TrainingArguments fields the config passes through win over llmkit's choices."""
     eval_steps = config.eval_steps or config.save_steps
     return dict(
         output_dir=config.output_dir,
@@ -149,7 +176,7 @@ def _training_arguments(config: TrainConfig, *, has_eval: bool) -> dict:
         seed=config.seed,
         data_seed=config.seed,
         bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing,  # transformers 5.x name for LLaMA-Factory's key
         deepspeed=config.deepspeed,
         fsdp=config.fsdp is not None,
         fsdp_config=config.fsdp,
@@ -163,4 +190,4 @@ def _training_arguments(config: TrainConfig, *, has_eval: bool) -> dict:
         ddp_find_unused_parameters=False,  # every trainable weight takes part in each forward
         use_cpu=not torch.cuda.is_available(),
         dataloader_pin_memory=torch.cuda.is_available(),
-    )
+    ) | config.training_arguments
