@@ -72,7 +72,7 @@ def test_a_tool_call_round_trip_through_the_real_server(engine_steps, tmp_path):
     (tmp_path / "shop_tools.py").write_text(TOOLS_PY)
     config = PipelineConfig.model_validate({"tasks": [{
         "name": "agent", "tools": [{"function": "shop_tools.py:price"}], "tool_choice": "required",
-        "max_tool_rounds": 1, "sampling": {"max_tokens": 64},
+        "max_tool_rounds": 1, "sampling": {"max_tokens": 64, "temperature": 0},  # greedy: the same call every run
     }]}, context={"base_dir": tmp_path})
     summary = run(config, engine, [{"prompt": "How much does a red shoe cost?"}], tmp_path)
     assert summary.done == 1, summary.first_error
